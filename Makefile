@@ -1,0 +1,39 @@
+# SPDX-License-Identifier: Apache-2.0
+# Thin wrapper around CMake/CTest: the README's commands.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+
+.PHONY: all deps configure build test unit format-check format demo bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+configure: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+
+build: configure
+	@cmake --build $(BUILD) -j $(JOBS)
+
+format-check: deps
+	@clang-format --dry-run --Werror $(FORMAT_FILES) && echo "format: $(words $(FORMAT_FILES)) files clean"
+
+format:
+	@clang-format -i $(FORMAT_FILES)
+
+test: build format-check
+	@ctest --test-dir $(BUILD) --output-on-failure
+
+unit: build
+	@ctest --test-dir $(BUILD) --output-on-failure -L 'unit|bpf'
+
+demo: build
+	@scripts/demo
+
+bench: build
+	@$(BUILD)/bench/bench-datapath
+
+clean:
+	rm -rf $(BUILD)

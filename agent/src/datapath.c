@@ -1,0 +1,168 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Loads loupe's TC programs from the skeleton, sets the load-time settings, and runs frames
+ * through them with BPF_PROG_TEST_RUN for replay, tests and benchmarks. Attaching to live
+ * links is not done here.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "datapath.h"
+#include "loupe_tc.skel.h"
+
+struct loupe_datapath {
+	struct loupe_tc_bpf *skel;
+	struct ring_buffer *rb;
+	loupe_record_fn on_record;
+	void *ctx;
+	int ncpus;
+};
+
+static int datapath_on_ringbuf(void *ctx, void *data, size_t size)
+{
+	struct loupe_datapath *dp = ctx;
+
+	return dp->on_record ? dp->on_record(dp->ctx, data, size) : 0;
+}
+
+int loupe_datapath_open(const struct loupe_datapath_opts *opts, loupe_record_fn on_record,
+			void *ctx, struct loupe_datapath **ret_dp)
+{
+	struct loupe_datapath *dp;
+	int err;
+
+	dp = calloc(1, sizeof(*dp));
+	if (!dp)
+		return -ENOMEM;
+	dp->on_record = on_record;
+	dp->ctx = ctx;
+	dp->ncpus = libbpf_num_possible_cpus();
+	if (dp->ncpus <= 0) {
+		err = dp->ncpus ? dp->ncpus : -EINVAL;
+		goto fail;
+	}
+
+	dp->skel = loupe_tc_bpf__open();
+	if (!dp->skel) {
+		err = -errno;
+		goto fail;
+	}
+	dp->skel->rodata->loupe_cfg_replay = opts && opts->replay;
+	/* the coarse clock costs a fraction of bpf_ktime_get_ns(); older kernels lack it */
+	dp->skel->rodata->loupe_cfg_coarse_clock =
+		libbpf_probe_bpf_helper(BPF_PROG_TYPE_SCHED_CLS, BPF_FUNC_ktime_get_coarse_ns,
+					NULL) == 1;
+	if (opts && opts->flows_max) {
+		err = bpf_map__set_max_entries(dp->skel->maps.loupe_flows, opts->flows_max);
+		if (err)
+			goto fail;
+	}
+	if (opts && opts->events_size) {
+		err = bpf_map__set_max_entries(dp->skel->maps.loupe_events, opts->events_size);
+		if (err)
+			goto fail;
+	}
+
+	err = loupe_tc_bpf__load(dp->skel);
+	if (err)
+		goto fail;
+
+	dp->rb = ring_buffer__new(bpf_map__fd(dp->skel->maps.loupe_events), datapath_on_ringbuf,
+				  dp, NULL);
+	if (!dp->rb) {
+		err = -errno;
+		goto fail;
+	}
+	*ret_dp = dp;
+	return 0;
+fail:
+	loupe_datapath_free(dp);
+	return err < 0 ? err : -EINVAL;
+}
+
+struct loupe_datapath *loupe_datapath_free(struct loupe_datapath *dp)
+{
+	if (!dp)
+		return NULL;
+	ring_buffer__free(dp->rb);
+	loupe_tc_bpf__destroy(dp->skel);
+	free(dp);
+	return NULL;
+}
+
+int loupe_datapath_prog_fd(const struct loupe_datapath *dp, enum loupe_direction dir)
+{
+	return bpf_program__fd(dir == LOUPE_DIR_POD_INGRESS ? dp->skel->progs.loupe_pod_ingress :
+							      dp->skel->progs.loupe_pod_egress);
+}
+
+int loupe_datapath_flows_fd(const struct loupe_datapath *dp)
+{
+	return bpf_map__fd(dp->skel->maps.loupe_flows);
+}
+
+int loupe_datapath_counters_fd(const struct loupe_datapath *dp)
+{
+	return bpf_map__fd(dp->skel->maps.loupe_counters);
+}
+
+int loupe_datapath_run(struct loupe_datapath *dp, enum loupe_direction dir, const void *frame,
+		       size_t len, uint64_t ts_ns, int *ret_tc_action)
+{
+	struct __sk_buff skb_ctx = { .tstamp = ts_ns };
+	LIBBPF_OPTS(bpf_test_run_opts, run, .data_in = frame, .data_size_in = len,
+		    .ctx_in = &skb_ctx, .ctx_size_in = sizeof(skb_ctx), .repeat = 1);
+	int err;
+
+	if (len > UINT32_MAX)
+		return -E2BIG;
+	err = bpf_prog_test_run_opts(loupe_datapath_prog_fd(dp, dir), &run);
+	if (err)
+		return -errno;
+	if (ret_tc_action)
+		*ret_tc_action = (int)run.retval;
+	return 0;
+}
+
+int loupe_datapath_drain(struct loupe_datapath *dp)
+{
+	return ring_buffer__consume(dp->rb);
+}
+
+int loupe_datapath_poll(struct loupe_datapath *dp, int timeout_ms)
+{
+	return ring_buffer__poll(dp->rb, timeout_ms);
+}
+
+int loupe_datapath_events_fd(const struct loupe_datapath *dp)
+{
+	return ring_buffer__epoll_fd(dp->rb);
+}
+
+int loupe_datapath_read_counters(const struct loupe_datapath *dp, struct loupe_counters *ret)
+{
+	size_t nwords = sizeof(*ret) / sizeof(uint64_t);
+	uint64_t *sum = (uint64_t *)ret;
+	uint64_t *percpu;
+	uint32_t zero = 0;
+	int err = 0;
+
+	percpu = calloc(dp->ncpus, sizeof(*ret));
+	if (!percpu)
+		return -ENOMEM;
+	if (bpf_map_lookup_elem(loupe_datapath_counters_fd(dp), &zero, percpu)) {
+		err = -errno;
+		goto out;
+	}
+	memset(ret, 0, sizeof(*ret));
+	for (int cpu = 0; cpu < dp->ncpus; cpu++)
+		for (size_t i = 0; i < nwords; i++)
+			sum[i] += percpu[cpu * nwords + i];
+out:
+	free(percpu);
+	return err;
+}

@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Loading loupe's TC programs (libbpf skeleton) and running them: on live links (the agent,
+ * later) or on packets handed in by user space through BPF_PROG_TEST_RUN (replay, tests,
+ * bench). Owns the ring buffer consumer. Not for attaching to links or policy.
+ */
+#ifndef LOUPE_DATAPATH_USER_H
+#define LOUPE_DATAPATH_USER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loupe/datapath.h"
+
+struct loupe_datapath;
+
+struct loupe_datapath_opts {
+	/*
+	 * Replay mode: time comes from the packet (ts_ns given to _run) instead of the clock,
+	 * and the direction of each packet is taken from the flow it belongs to (see
+	 * loupe_datapath_run()).
+	 */
+	bool replay;
+	uint32_t flows_max; /* 0: LOUPE_FLOWS_DEFAULT_MAX */
+	uint32_t events_size; /* ring buffer bytes, power of two; 0: LOUPE_EVENTS_DEFAULT_SIZE */
+};
+
+/* Called for each ring buffer record; a non-zero return stops the drain and is passed up. */
+typedef int (*loupe_record_fn)(void *ctx, const void *record, size_t size);
+
+/* Opens and loads the programs. Returns 0 or -errno. */
+int loupe_datapath_open(const struct loupe_datapath_opts *opts, loupe_record_fn on_record,
+			void *ctx, struct loupe_datapath **ret_dp);
+struct loupe_datapath *loupe_datapath_free(struct loupe_datapath *dp);
+
+int loupe_datapath_prog_fd(const struct loupe_datapath *dp, enum loupe_direction dir);
+int loupe_datapath_flows_fd(const struct loupe_datapath *dp);
+int loupe_datapath_counters_fd(const struct loupe_datapath *dp);
+
+/*
+ * Runs one frame through the program of direction @dir with BPF_PROG_TEST_RUN; map state
+ * persists across calls as with live traffic. @ts_ns is the frame's time (used in replay
+ * mode). In replay mode @dir is a hint for a frame that opens a new flow: a frame whose
+ * flow exists already takes that flow's direction (its source is the pod, or its peer).
+ * ret_tc_action: the program's return code (TC_ACT_*). Returns 0 or -errno.
+ */
+int loupe_datapath_run(struct loupe_datapath *dp, enum loupe_direction dir, const void *frame,
+		       size_t len, uint64_t ts_ns, int *ret_tc_action);
+
+/* Hands every pending ring buffer record to the callback. Returns records seen or -errno. */
+int loupe_datapath_drain(struct loupe_datapath *dp);
+
+/* Waits up to @timeout_ms for records, then drains. Returns records seen or -errno. */
+int loupe_datapath_poll(struct loupe_datapath *dp, int timeout_ms);
+
+/* An fd that polls readable when records wait (for a daemon's epoll loop). */
+int loupe_datapath_events_fd(const struct loupe_datapath *dp);
+
+/* Sum of the per-CPU counters. */
+int loupe_datapath_read_counters(const struct loupe_datapath *dp, struct loupe_counters *ret);
+
+#endif

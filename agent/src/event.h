@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The user-space form of an event: plain C, decoded and checked from a ring buffer record
+ * (or built by user space: FLOW_END, LOST, AGENT). Not protobuf: conversion to the wire
+ * type lives in event_pb.c, the rpc side.
+ */
+#ifndef LOUPE_EVENT_H
+#define LOUPE_EVENT_H
+
+#include <net/if.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loupe/datapath.h"
+
+/* Decoded ALPN protocol names kept per TLS event; more are dropped. */
+#define LOUPE_EVENT_ALPN_MAX 8
+
+/* Buffer size for loupe_event_format_addr(): INET6_ADDRSTRLEN. */
+#define LOUPE_EVENT_ADDR_MAX 46
+
+struct loupe_event_flow_dir {
+	uint64_t packets;
+	uint64_t bytes;
+	uint8_t tcp_flags;
+};
+
+struct loupe_event {
+	uint64_t seq;
+	uint64_t time_ns; /* CLOCK_REALTIME, ns since the epoch */
+	char node[64];
+	enum loupe_event_kind kind;
+	char ifname[IF_NAMESIZE];
+	uint32_t ifindex;
+	int direction; /* enum loupe_direction, or -1 when not known */
+	uint8_t protocol;
+	bool ipv6;
+	bool has_ip; /* addresses and ports are set */
+	uint8_t saddr[16]; /* IPv4-mapped for IPv4 */
+	uint8_t daddr[16];
+	uint16_t sport;
+	uint16_t dport;
+	bool has_vlan;
+	uint16_t vlan_id;
+	bool has_inner_vlan;
+	uint16_t inner_vlan_id;
+
+	/* kind-specific, valid for the matching kind only */
+	struct {
+		char method[LOUPE_HTTP_METHOD_MAX];
+		char path[LOUPE_HTTP_PATH_MAX];
+		char host[LOUPE_HTTP_HOST_MAX];
+		bool path_truncated;
+		bool host_truncated;
+	} http;
+	struct {
+		char sni[LOUPE_TLS_SNI_MAX];
+		uint16_t version; /* max supported version, else legacy */
+		uint16_t legacy_version;
+		char alpn[LOUPE_EVENT_ALPN_MAX][LOUPE_TLS_ALPN_MAX]; /* decoded protocol names */
+		int alpn_count;
+		bool reassembled;
+	} tls;
+	struct {
+		char qname[LOUPE_DNS_NAME_MAX];
+		uint16_t qtype;
+		uint16_t qclass;
+		uint16_t id;
+		bool name_invalid;
+		bool tcp;
+	} dns;
+	struct {
+		struct loupe_event_flow_dir dir[LOUPE_DIR_MAX];
+		uint64_t first_seen_ns; /* CLOCK_REALTIME */
+		uint64_t last_seen_ns;
+		uint8_t tcp_flags; /* FLOW_START: the opening packet's */
+	} flow;
+	struct {
+		uint64_t count;
+		enum loupe_event_kind kind;
+	} lost;
+};
+
+/*
+ * Decodes one ring buffer record. @mono_to_real_ns is added to monotonic kernel times
+ * (0 in replay, where record times are capture times already). Kinds the datapath emits:
+ * FLOW_START, HTTP_REQUEST, TLS_CLIENT_HELLO, DNS_QUERY. Rejects a record whose kind is
+ * not one of them, whose size does not match its kind, or whose length fields exceed
+ * their buffers. Strings are never trusted to be terminated: each is cut at its length
+ * field, its first NUL and its buffer's last byte (a cut path or host sets *_truncated).
+ * seq, node and ifname are left empty for the caller. FLOW_START sets flow.first_seen_ns
+ * and flow.last_seen_ns to time_ns. Returns 0 or -EINVAL (then *ret_ev is zeroed).
+ */
+int loupe_event_decode(const void *record, size_t size, int64_t mono_to_real_ns,
+		       struct loupe_event *ret_ev);
+
+/* The loupe.v1.EventKind name, e.g. "FLOW_START"; NULL and errno EINVAL when out of range. */
+const char *loupe_event_kind_name(enum loupe_event_kind kind);
+
+/*
+ * Writes the source (@src) or destination address of @ev in presentation form: dotted
+ * IPv4 for an IPv4-mapped address of an IPv4 event, else IPv6. @len: LOUPE_EVENT_ADDR_MAX
+ * is enough. Returns 0, -EINVAL when the event has no addresses (!has_ip), -ENOSPC.
+ */
+int loupe_event_format_addr(const struct loupe_event *ev, bool src, char *buf, size_t len);
+
+#endif

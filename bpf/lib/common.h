@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Basics shared by every BPF header library: includes, inline and branch hints, the
+ * settings user space fixes before load. Not for maps or parsing.
+ */
+#ifndef LOUPE_BPF_COMMON_H
+#define LOUPE_BPF_COMMON_H
+
+#include <stdbool.h>
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "loupe/datapath.h"
+
+#ifndef likely
+#define likely(x)   __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#endif
+
+/*
+ * Hides a value's origin from the compiler so that it keeps the bounds check that
+ * follows (clang otherwise folds checks the verifier needs to see).
+ */
+#define LOUPE_BARRIER_VAR(var) asm volatile("" : "+r"(var))
+
+/* Settings fixed by user space before load (rodata): dead branches vanish at load time. */
+extern const volatile __u8 loupe_cfg_replay;	   /* time from skb->tstamp, direction from flow */
+extern const volatile __u8 loupe_cfg_coarse_clock; /* bpf_ktime_get_coarse_ns() is available */
+
+/* "continue": let the next filter (or the default action) decide. */
+#define LOUPE_TC_CONTINUE TC_ACT_UNSPEC
+
+static __always_inline __u64 loupe_now(const struct __sk_buff *skb)
+{
+	if (loupe_cfg_replay)
+		return skb->tstamp;
+	if (loupe_cfg_coarse_clock)
+		return bpf_ktime_get_coarse_ns();
+	return bpf_ktime_get_ns();
+}
+
+#endif

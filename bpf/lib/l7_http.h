@@ -1,0 +1,244 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * HTTP/1.x requests from the first bytes of a segment: the method, the request target (kept
+ * up to LOUPE_HTTP_PATH_MAX - 1 bytes) and the Host header (searched for in the first
+ * LOUPE_HTTP_SCAN_MAX bytes, at most LOUPE_HTTP_SCAN_STEPS lines or words). Header names are
+ * matched case-insensitively, the value is stripped of surrounding blanks. Not for responses
+ * or bodies.
+ */
+#ifndef LOUPE_BPF_L7_HTTP_H
+#define LOUPE_BPF_L7_HTTP_H
+
+#include "lib/l7.h"
+
+#define LOUPE_HTTP_SCAN_STEPS 256
+#define LOUPE_HTTP_OWS_MAX    16 /* blanks skipped around a header value */
+
+/* First four bytes of each method as a little-endian u32, as loaded from the packet. */
+#define LOUPE_STR4(a, b, c, d) ((__u32)(a) | ((__u32)(b) << 8) | ((__u32)(c) << 16) | ((__u32)(d) << 24))
+
+/*
+ * Length of the method that begins @w (the first eight payload bytes, little-endian), its
+ * following space included in the check; 0 when @w does not begin a request.
+ */
+static __always_inline __u32 loupe_http_method_len(__u64 w)
+{
+	__u8 c4 = w >> 32, c5 = w >> 40, c6 = w >> 48, c7 = w >> 56;
+
+	switch ((__u32)w) {
+	case LOUPE_STR4('G', 'E', 'T', ' '):
+	case LOUPE_STR4('P', 'U', 'T', ' '):
+		return 3;
+	case LOUPE_STR4('P', 'O', 'S', 'T'):
+		return c4 == ' ' ? 4 : 0;
+	case LOUPE_STR4('H', 'E', 'A', 'D'):
+		return c4 == ' ' ? 4 : 0;
+	case LOUPE_STR4('P', 'A', 'T', 'C'):
+		return c4 == 'H' && c5 == ' ' ? 5 : 0;
+	case LOUPE_STR4('T', 'R', 'A', 'C'):
+		return c4 == 'E' && c5 == ' ' ? 5 : 0;
+	case LOUPE_STR4('D', 'E', 'L', 'E'):
+		return c4 == 'T' && c5 == 'E' && c6 == ' ' ? 6 : 0;
+	case LOUPE_STR4('C', 'O', 'N', 'N'):
+		return c4 == 'E' && c5 == 'C' && c6 == 'T' && c7 == ' ' ? 7 : 0;
+	case LOUPE_STR4('O', 'P', 'T', 'I'):
+		return c4 == 'O' && c5 == 'N' && c6 == 'S' && c7 == ' ' ? 7 : 0;
+	default:
+		return 0;
+	}
+}
+
+/* Cheap first test on the first four payload bytes (little-endian). */
+static __always_inline bool loupe_http_maybe_request(__u32 first4)
+{
+	switch (first4) {
+	case LOUPE_STR4('G', 'E', 'T', ' '):
+	case LOUPE_STR4('P', 'U', 'T', ' '):
+	case LOUPE_STR4('P', 'O', 'S', 'T'):
+	case LOUPE_STR4('H', 'E', 'A', 'D'):
+	case LOUPE_STR4('P', 'A', 'T', 'C'):
+	case LOUPE_STR4('T', 'R', 'A', 'C'):
+	case LOUPE_STR4('D', 'E', 'L', 'E'):
+	case LOUPE_STR4('C', 'O', 'N', 'N'):
+	case LOUPE_STR4('O', 'P', 'T', 'I'):
+		return true;
+	default:
+		return false;
+	}
+}
+
+/*
+ * Finds the end of the request target that starts at cur.start: the first space. Sets
+ * cur.end (head_len when the head ends first).
+ */
+static __always_inline void loupe_http_find_path_end(struct loupe_scratch *s, __u32 head_len)
+{
+	__u32 j;
+
+	LOUPE_CUR_SET(s, end, head_len);
+	LOUPE_CUR_SET(s, pos, LOUPE_CUR_GET(s, start));
+	for (j = 0; j < LOUPE_HTTP_SCAN_MAX / 8; j++) {
+		__u32 pos = LOUPE_CUR_GET(s, pos);
+		__u64 t;
+
+		if (pos >= head_len)
+			break;
+		t = loupe_bytes_equal(loupe_head_u64(s, pos), LOUPE_LANES(' ')) |
+		    loupe_bytes_equal(loupe_head_u64(s, pos), LOUPE_LANES('\r'));
+		if (t) {
+			pos += loupe_first_flagged_byte(t);
+			if (pos < head_len)
+				LOUPE_CUR_SET(s, end, pos);
+			break;
+		}
+		LOUPE_CUR_SET(s, pos, pos + 8);
+	}
+}
+
+/*
+ * Finds the Host header line: walks the header lines from cur.end (the request target's
+ * end). Sets cur.start to the first byte after "host:" and returns 1, or returns 0 at the end
+ * of the header block, of the head, or of the step budget.
+ */
+static __always_inline int loupe_http_find_host(struct loupe_scratch *s, __u32 head_len)
+{
+	__u32 j;
+
+	LOUPE_CUR_SET(s, pos, LOUPE_CUR_GET(s, end));
+	for (j = 0; j < LOUPE_HTTP_SCAN_STEPS; j++) {
+		__u32 pos = LOUPE_CUR_GET(s, pos);
+		__u64 t, line;
+
+		if (pos >= head_len)
+			return 0;
+		t = loupe_bytes_equal(loupe_head_u64(s, pos), LOUPE_LANES('\n'));
+		if (!t) {
+			LOUPE_CUR_SET(s, pos, pos + 8);
+			continue;
+		}
+		pos += loupe_first_flagged_byte(t) + 1; /* the next line */
+		if (pos >= head_len)
+			return 0;
+		line = loupe_head_u64(s, pos);
+		if ((__u8)line == '\n' || (__u16)line == ('\r' | ('\n' << 8)))
+			return 0; /* empty line: end of the header block */
+		if (pos + 5 <= head_len && ((__u32)line | 0x20202020) == LOUPE_STR4('h', 'o', 's', 't') &&
+		    (__u8)(line >> 32) == ':') {
+			LOUPE_CUR_SET(s, start, pos + 5);
+			return 1;
+		}
+		LOUPE_CUR_SET(s, pos, pos);
+	}
+	return 0;
+}
+
+/*
+ * Bounds the Host value that begins at cur.start: skips leading blanks, ends at CR or LF
+ * (or the head's end), drops trailing blanks. Sets cur.start and cur.end.
+ */
+static __always_inline void loupe_http_trim_value(struct loupe_scratch *s, __u32 head_len)
+{
+	__u32 j;
+
+	for (j = 0; j < LOUPE_HTTP_OWS_MAX; j++) {
+		__u32 pos = LOUPE_CUR_GET(s, start);
+		__u8 c;
+
+		if (pos >= head_len)
+			break;
+		c = loupe_head_u8(s, pos);
+		if (c != ' ' && c != '\t')
+			break;
+		LOUPE_CUR_SET(s, start, pos + 1);
+	}
+
+	LOUPE_CUR_SET(s, end, head_len);
+	LOUPE_CUR_SET(s, pos, LOUPE_CUR_GET(s, start));
+	for (j = 0; j < LOUPE_HTTP_SCAN_MAX / 8; j++) {
+		__u32 pos = LOUPE_CUR_GET(s, pos);
+		__u64 w, t;
+
+		if (pos >= head_len)
+			break;
+		w = loupe_head_u64(s, pos);
+		t = loupe_bytes_equal(w, LOUPE_LANES('\r')) | loupe_bytes_equal(w, LOUPE_LANES('\n'));
+		if (t) {
+			pos += loupe_first_flagged_byte(t);
+			if (pos < head_len)
+				LOUPE_CUR_SET(s, end, pos);
+			break;
+		}
+		LOUPE_CUR_SET(s, pos, pos + 8);
+	}
+
+	for (j = 0; j < LOUPE_HTTP_OWS_MAX; j++) {
+		__u32 end = LOUPE_CUR_GET(s, end);
+		__u8 c;
+
+		if (end <= LOUPE_CUR_GET(s, start))
+			break;
+		c = loupe_head_u8(s, end - 1);
+		if (c != ' ' && c != '\t')
+			break;
+		LOUPE_CUR_SET(s, end, end - 1);
+	}
+}
+
+/*
+ * Parses an HTTP request at the start of the payload (already in s->head) into
+ * s->ev.http. Returns 1 when an event is ready, 0 when the payload is not a request.
+ */
+static __always_inline int loupe_http_parse(struct __sk_buff *skb, const struct loupe_pkt *pkt,
+					    struct loupe_scratch *s, __u32 head_len)
+{
+	struct loupe_event_http *ev = &s->ev.http;
+	__u32 mlen, start, end;
+	__u64 w;
+	int cut;
+
+	if (head_len < 8)
+		return 0;
+	w = loupe_head_u64(s, 0);
+	mlen = loupe_http_method_len(w);
+	if (!mlen)
+		return 0;
+
+	ev->flags = 0;
+	ev->pad = 0;
+	/* the method's bytes, NUL-padded: mlen is at most 7 */
+	*(__u64 *)ev->method = w & ((1ULL << (mlen * 8)) - 1);
+
+	LOUPE_CUR_SET(s, start, mlen + 1);
+	loupe_http_find_path_end(s, head_len);
+	start = LOUPE_CUR_GET(s, start);
+	end = LOUPE_CUR_GET(s, end);
+	if (end <= start || end > head_len)
+		return 0; /* no request target */
+	cut = loupe_l7_copy_str(skb, pkt, start, end - start, ev->path, LOUPE_HTTP_PATH_MAX);
+	if (cut < 0)
+		return 0;
+	if (cut)
+		ev->flags |= LOUPE_L7F_PATH_TRUNCATED;
+	ev->path_len = end - start > LOUPE_HTTP_PATH_MAX - 1 ? LOUPE_HTTP_PATH_MAX - 1 : end - start;
+
+	ev->host[0] = 0;
+	ev->host_len = 0;
+	if (!loupe_http_find_host(s, head_len)) {
+		ev->flags |= LOUPE_L7F_HOST_MISSING;
+		return 1;
+	}
+	loupe_http_trim_value(s, head_len);
+	start = LOUPE_CUR_GET(s, start);
+	end = LOUPE_CUR_GET(s, end);
+	if (end <= start || end > head_len)
+		return 1; /* an empty Host */
+	cut = loupe_l7_copy_str(skb, pkt, start, end - start, ev->host, LOUPE_HTTP_HOST_MAX);
+	if (cut < 0)
+		return 1;
+	if (cut)
+		ev->flags |= LOUPE_L7F_HOST_TRUNCATED;
+	ev->host_len = end - start > LOUPE_HTTP_HOST_MAX - 1 ? LOUPE_HTTP_HOST_MAX - 1 : end - start;
+	return 1;
+}
+
+#endif

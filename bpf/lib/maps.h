@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Every map of the TC programs, in one place: user space finds them by the names in
+ * loupe/datapath.h. Not for the logic that uses them.
+ */
+#ifndef LOUPE_BPF_MAPS_H
+#define LOUPE_BPF_MAPS_H
+
+#include "lib/common.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, LOUPE_FLOWS_DEFAULT_MAX);
+	__type(key, struct loupe_flow_key);
+	__type(value, struct loupe_flow);
+} loupe_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, LOUPE_EVENTS_DEFAULT_SIZE);
+} loupe_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct loupe_counters);
+} loupe_counters SEC(".maps");
+
+/*
+ * Per-CPU working memory for L7 parsing: the head of the payload, the event being built,
+ * and the parser's cursors. Cursors live here rather than on the stack on purpose: values
+ * read back from a map are unknown to the verifier, so the states of a scanning loop
+ * converge instead of multiplying with every possible offset.
+ */
+struct loupe_l7_cursor {
+	__u32 pos;
+	__u32 out;
+	__u32 remaining;
+	__u32 jumps;
+	__u32 start;
+	__u32 end;
+	/* TLS: where the extensions of interest are (0: absent) */
+	__u32 sni_off;
+	__u32 sni_len;
+	__u32 alpn_off;
+	__u32 alpn_len;
+	__u32 versions_off;
+	__u32 pad;
+};
+
+struct loupe_scratch {
+	__u8 head[LOUPE_HTTP_SCAN_MAX + 16]; /* slack: word loads may read past the copied bytes */
+	__u32 head_len;
+	__u32 pad;
+	struct loupe_l7_cursor cur;
+	union {
+		struct loupe_event_hdr hdr;
+		struct loupe_event_http http;
+		struct loupe_event_tls tls;
+		struct loupe_event_dns dns;
+		struct loupe_event_flow flow;
+	} ev;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct loupe_scratch);
+} loupe_scratch SEC(".maps");
+
+#endif
