@@ -70,16 +70,20 @@ static __always_inline enum loupe_l7_kind loupe_l7_classify(struct __sk_buff *sk
 	return LOUPE_L7_NONE;
 }
 
-/* Out of line: the parsers are large and the hot path rarely needs them. */
-static __noinline int loupe_l7_report(struct __sk_buff *skb, const struct loupe_pkt *pkt,
-				      enum loupe_l7_kind kind, __u8 dir, __u64 now)
+/*
+ * A global function: the verifier checks it once, on its own, instead of once for every
+ * state a caller reaches it in; the packet comes through scratch memory for the same reason.
+ */
+__noinline int loupe_l7_report(struct __sk_buff *skb, int kind, int dir, __u64 now)
 {
 	struct loupe_counters *cnt = loupe_counters_get();
 	struct loupe_scratch *s = loupe_scratch_get();
+	const struct loupe_pkt *pkt;
 	__u32 head_len;
 
-	if (!s || !cnt)
+	if (!s || !cnt || !skb)
 		return 0;
+	pkt = &s->pkt;
 	head_len = loupe_l7_load_head(skb, pkt, s);
 	if (!head_len)
 		return 0;
@@ -89,19 +93,28 @@ static __noinline int loupe_l7_report(struct __sk_buff *skb, const struct loupe_
 		if (!loupe_http_parse(skb, pkt, s, head_len))
 			break;
 		loupe_event_hdr_fill(&s->ev.hdr, skb, pkt, LOUPE_EV_HTTP_REQUEST, dir, now);
-		loupe_event_submit(cnt, &s->ev.http, sizeof(s->ev.http), LOUPE_EV_HTTP_REQUEST);
+		loupe_event_submit(cnt, &s->ev.http,
+				   loupe_record_size(offsetof(struct loupe_event_http, path),
+						     s->ev.http.path_len, sizeof(s->ev.http)),
+				   LOUPE_EV_HTTP_REQUEST);
 		return 1;
 	case LOUPE_L7_TLS:
 		if (!loupe_tls_parse(skb, pkt, s, head_len))
 			break;
 		loupe_event_hdr_fill(&s->ev.hdr, skb, pkt, LOUPE_EV_TLS_CLIENT_HELLO, dir, now);
-		loupe_event_submit(cnt, &s->ev.tls, sizeof(s->ev.tls), LOUPE_EV_TLS_CLIENT_HELLO);
+		loupe_event_submit(cnt, &s->ev.tls,
+				   loupe_record_size(offsetof(struct loupe_event_tls, sni),
+						     s->ev.tls.sni_len, sizeof(s->ev.tls)),
+				   LOUPE_EV_TLS_CLIENT_HELLO);
 		return 1;
 	case LOUPE_L7_DNS:
 		if (!loupe_dns_parse(skb, pkt, s, head_len))
 			break;
 		loupe_event_hdr_fill(&s->ev.hdr, skb, pkt, LOUPE_EV_DNS_QUERY, dir, now);
-		loupe_event_submit(cnt, &s->ev.dns, sizeof(s->ev.dns), LOUPE_EV_DNS_QUERY);
+		loupe_event_submit(cnt, &s->ev.dns,
+				   loupe_record_size(offsetof(struct loupe_event_dns, qname),
+						     s->ev.dns.qname_len, sizeof(s->ev.dns)),
+				   LOUPE_EV_DNS_QUERY);
 		return 1;
 	default:
 		break;
@@ -112,7 +125,6 @@ static __noinline int loupe_l7_report(struct __sk_buff *skb, const struct loupe_
 static __always_inline int loupe_handle(struct __sk_buff *skb, __u8 dir)
 {
 	struct loupe_counters *cnt = loupe_counters_get();
-	struct loupe_flow_key key __attribute__((aligned(8)));
 	struct loupe_pkt pkt __attribute__((aligned(8))) = {};
 	enum loupe_l7_kind kind;
 	struct loupe_flow *flow;
@@ -135,11 +147,17 @@ static __always_inline int loupe_handle(struct __sk_buff *skb, __u8 dir)
 	}
 
 	now = loupe_now(skb);
-	flow = loupe_flow_track(skb, &pkt, &dir, now, cnt, &key);
+	flow = loupe_flow_track(skb, &pkt, &dir, now, cnt);
 	kind = loupe_l7_classify(skb, &pkt, flow);
-	if (kind != LOUPE_L7_NONE && loupe_l7_report(skb, &pkt, kind, dir, now) &&
-	    kind == LOUPE_L7_TLS && flow)
-		flow->state |= LOUPE_FLOW_TLS_SEEN;
+	if (kind != LOUPE_L7_NONE) {
+		struct loupe_scratch *s = loupe_scratch_get();
+
+		if (!s)
+			goto count;
+		s->pkt = pkt;
+		if (loupe_l7_report(skb, kind, dir, now) && kind == LOUPE_L7_TLS && flow)
+			flow->state |= LOUPE_FLOW_TLS_SEEN;
+	}
 count:
 	dir &= 1;
 	cnt->packets[dir]++;

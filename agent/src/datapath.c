@@ -57,7 +57,9 @@ int loupe_datapath_open(const struct loupe_datapath_opts *opts, loupe_record_fn 
 		libbpf_probe_bpf_helper(BPF_PROG_TYPE_SCHED_CLS, BPF_FUNC_ktime_get_coarse_ns,
 					NULL) == 1;
 	if (opts && opts->flows_max) {
-		err = bpf_map__set_max_entries(dp->skel->maps.loupe_flows, opts->flows_max);
+		err = bpf_map__set_max_entries(dp->skel->maps.loupe_flows4, opts->flows_max);
+		if (!err)
+			err = bpf_map__set_max_entries(dp->skel->maps.loupe_flows6, opts->flows_max);
 		if (err)
 			goto fail;
 	}
@@ -100,9 +102,85 @@ int loupe_datapath_prog_fd(const struct loupe_datapath *dp, enum loupe_direction
 							      dp->skel->progs.loupe_pod_egress);
 }
 
-int loupe_datapath_flows_fd(const struct loupe_datapath *dp)
+int loupe_datapath_flows_fd(const struct loupe_datapath *dp, bool ipv6)
 {
-	return bpf_map__fd(dp->skel->maps.loupe_flows);
+	return bpf_map__fd(ipv6 ? dp->skel->maps.loupe_flows6 : dp->skel->maps.loupe_flows4);
+}
+
+static void flow_key_to_v4(const struct loupe_flow_key *key, struct loupe_flow_key4 *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	memcpy(&ret->pod_addr, key->pod_addr + 12, 4);
+	memcpy(&ret->peer_addr, key->peer_addr + 12, 4);
+	ret->pod_port = key->pod_port;
+	ret->peer_port = key->peer_port;
+	ret->protocol = key->protocol;
+}
+
+static void flow_key_from_v4(const struct loupe_flow_key4 *key4, struct loupe_flow_key *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	ret->pod_addr[10] = ret->pod_addr[11] = 0xff;
+	ret->peer_addr[10] = ret->peer_addr[11] = 0xff;
+	memcpy(ret->pod_addr + 12, &key4->pod_addr, 4);
+	memcpy(ret->peer_addr + 12, &key4->peer_addr, 4);
+	ret->pod_port = key4->pod_port;
+	ret->peer_port = key4->peer_port;
+	ret->protocol = key4->protocol;
+}
+
+static bool addr_is_v4_mapped(const uint8_t *a)
+{
+	static const uint8_t prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+	return memcmp(a, prefix, sizeof(prefix)) == 0;
+}
+
+int loupe_datapath_flow_lookup(const struct loupe_datapath *dp, const struct loupe_flow_key *key,
+			       struct loupe_flow *ret)
+{
+	struct loupe_flow_key4 key4;
+	int err;
+
+	if (!addr_is_v4_mapped(key->pod_addr) || !addr_is_v4_mapped(key->peer_addr)) {
+		err = bpf_map_lookup_elem(loupe_datapath_flows_fd(dp, true), key, ret);
+	} else {
+		flow_key_to_v4(key, &key4);
+		err = bpf_map_lookup_elem(loupe_datapath_flows_fd(dp, false), &key4, ret);
+	}
+	return err ? -errno : 0;
+}
+
+int loupe_datapath_flows_foreach(const struct loupe_datapath *dp, loupe_flow_fn fn, void *ctx)
+{
+	union {
+		struct loupe_flow_key4 v4;
+		struct loupe_flow_key v6;
+	} key, next;
+	struct loupe_flow_key generic;
+	struct loupe_flow flow;
+
+	for (int v6 = 0; v6 <= 1; v6++) {
+		int fd = loupe_datapath_flows_fd(dp, v6);
+		void *prev = NULL;
+
+		while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+			key = next;
+			prev = &key;
+			if (bpf_map_lookup_elem(fd, &key, &flow))
+				continue; /* evicted meanwhile */
+			if (v6)
+				generic = key.v6;
+			else
+				flow_key_from_v4(&key.v4, &generic);
+			int res = fn(ctx, &generic, &flow);
+			if (res)
+				return res;
+		}
+		if (errno != ENOENT)
+			return -errno;
+	}
+	return 0;
 }
 
 int loupe_datapath_counters_fd(const struct loupe_datapath *dp)

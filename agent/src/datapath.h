@@ -35,7 +35,7 @@ int loupe_datapath_open(const struct loupe_datapath_opts *opts, loupe_record_fn 
 struct loupe_datapath *loupe_datapath_free(struct loupe_datapath *dp);
 
 int loupe_datapath_prog_fd(const struct loupe_datapath *dp, enum loupe_direction dir);
-int loupe_datapath_flows_fd(const struct loupe_datapath *dp);
+int loupe_datapath_flows_fd(const struct loupe_datapath *dp, bool ipv6);
 int loupe_datapath_counters_fd(const struct loupe_datapath *dp);
 
 /*
@@ -56,6 +56,20 @@ int loupe_datapath_poll(struct loupe_datapath *dp, int timeout_ms);
 
 /* An fd that polls readable when records wait (for a daemon's epoll loop). */
 int loupe_datapath_events_fd(const struct loupe_datapath *dp);
+
+/*
+ * Looks up a flow by its key from the pod's side; IPv4 flows by IPv4-mapped addresses
+ * (an IPv6 packet never carries those). Returns 0, -ENOENT, or -errno.
+ */
+int loupe_datapath_flow_lookup(const struct loupe_datapath *dp, const struct loupe_flow_key *key,
+			       struct loupe_flow *ret);
+
+/* Called for each flow; keys of IPv4 flows come IPv4-mapped. Non-zero stops the walk. */
+typedef int (*loupe_flow_fn)(void *ctx, const struct loupe_flow_key *key,
+			     const struct loupe_flow *flow);
+
+/* Walks both flow tables. Returns the callback's non-zero result, 0, or -errno. */
+int loupe_datapath_flows_foreach(const struct loupe_datapath *dp, loupe_flow_fn fn, void *ctx);
 
 /* Sum of the per-CPU counters. */
 int loupe_datapath_read_counters(const struct loupe_datapath *dp, struct loupe_counters *ret);

@@ -36,7 +36,7 @@ struct loupe_event {
 	int direction; /* enum loupe_direction, or -1 when not known */
 	uint8_t protocol;
 	bool ipv6;
-	bool has_ip; /* addresses and ports are set */
+	bool has_ip;	   /* addresses and ports are set */
 	uint8_t saddr[16]; /* IPv4-mapped for IPv4 */
 	uint8_t daddr[16];
 	uint16_t sport;

@@ -36,9 +36,16 @@ static __always_inline __u32 loupe_l7_load_head(struct __sk_buff *skb, const str
 	return len;
 }
 
+/*
+ * Eight bytes at any offset. The barrier hides the byte array's alignment from clang, which
+ * would otherwise split the load into eight; x86 and arm64 load unaligned words natively.
+ */
 static __always_inline __u64 loupe_head_u64(const struct loupe_scratch *s, __u32 off)
 {
-	return *(const __u64 *)&s->head[off & LOUPE_HEAD_MASK];
+	const __u8 *p = &s->head[off & LOUPE_HEAD_MASK];
+
+	LOUPE_BARRIER_VAR(p);
+	return *(const __u64 *)p;
 }
 
 static __always_inline __u8 loupe_head_u8(const struct loupe_scratch *s, __u32 off)
@@ -128,6 +135,25 @@ static __always_inline int loupe_l7_copy_str(struct __sk_buff *skb, const struct
 	}
 	dst[len & (cap - 1)] = 0;
 	return cut;
+}
+
+/*
+ * Copies cur.out bytes at payload offset cur.start, a string that lies in the head, into
+ * @dst (@cap bytes, a power of two, cur.out < @cap) and terminates it: words from the
+ * scratch copy instead of another call into the packet. Offset and length come from memory,
+ * so the verifier sees one unknown string, not every possible one. Bytes after the NUL up to
+ * the next word boundary are unspecified.
+ */
+static __always_inline void loupe_l7_copy_head_str(struct loupe_scratch *s, char *dst, __u32 cap)
+{
+	__u32 j;
+
+	for (j = 0; j < LOUPE_HTTP_PATH_MAX / 8; j++) {
+		if (j * 8 >= LOUPE_CUR_GET(s, out) || j * 8 + 8 > cap)
+			break;
+		*(__u64 *)&dst[j * 8] = loupe_head_u64(s, LOUPE_CUR_GET(s, start) + j * 8);
+	}
+	dst[LOUPE_CUR_GET(s, out) & (cap - 1)] = 0;
 }
 
 #endif

@@ -21,7 +21,7 @@
 enum loupe_dns_name_result {
 	LOUPE_DNS_NAME_OK = 0,
 	LOUPE_DNS_NAME_INVALID = 1,
-	LOUPE_DNS_NAME_TRUNCATED = 2, /* the packet ends inside the name */
+	LOUPE_DNS_NAME_TRUNCATED = 2, /* the packet ends inside the name: invalid too */
 };
 
 static __always_inline int loupe_dns_read_name(struct loupe_scratch *s, __u32 msg_off,
@@ -59,11 +59,11 @@ static __always_inline int loupe_dns_read_name(struct loupe_scratch *s, __u32 ms
 			if (pos + 1 >= head_len)
 				return LOUPE_DNS_NAME_TRUNCATED;
 			target = msg_off + (((c & 0x3f) << 8) | loupe_head_u8(s, pos + 1));
+			if (!LOUPE_CUR_GET(s, jumps))
+				LOUPE_CUR_SET(s, end, pos + 2);
 			/* only backwards, and not forever: a pointer loop is an invalid name */
 			if (target >= pos || LOUPE_CUR_GET(s, jumps) >= LOUPE_DNS_JUMPS_MAX)
 				return LOUPE_DNS_NAME_INVALID;
-			if (!LOUPE_CUR_GET(s, jumps))
-				LOUPE_CUR_SET(s, end, pos + 2);
 			LOUPE_CUR_SET(s, jumps, LOUPE_CUR_GET(s, jumps) + 1);
 			LOUPE_CUR_SET(s, pos, target);
 			continue;
@@ -96,6 +96,9 @@ static __always_inline int loupe_dns_parse(struct __sk_buff *skb, const struct l
 
 	if (head_len < msg + LOUPE_DNS_HDR_LEN + 1)
 		return 0;
+	/* over TCP, the length prefix must say the query ends within this segment */
+	if (msg && ((loupe_head_u8(s, 0) << 8) | loupe_head_u8(s, 1)) > pkt->payload_len - 2)
+		return 0;
 	/* QR = 0 (a query), opcode QUERY (0), at least one question */
 	if (loupe_head_u8(s, msg + 2) & 0xf8)
 		return 0;
@@ -117,8 +120,6 @@ static __always_inline int loupe_dns_parse(struct __sk_buff *skb, const struct l
 	LOUPE_CUR_SET(s, jumps, 0);
 	LOUPE_CUR_SET(s, end, 0);
 	res = loupe_dns_read_name(s, msg, head_len, ev->qname);
-	if (res == LOUPE_DNS_NAME_TRUNCATED)
-		return 0;
 	if (res == LOUPE_DNS_NAME_OK) {
 		ev->qname_len = LOUPE_CUR_GET(s, out);
 	} else {

@@ -192,9 +192,8 @@ static __always_inline int loupe_http_parse(struct __sk_buff *skb, const struct 
 					    struct loupe_scratch *s, __u32 head_len)
 {
 	struct loupe_event_http *ev = &s->ev.http;
-	__u32 mlen, start, end;
+	__u32 mlen, start, end, len;
 	__u64 w;
-	int cut;
 
 	if (head_len < 8)
 		return 0;
@@ -214,12 +213,14 @@ static __always_inline int loupe_http_parse(struct __sk_buff *skb, const struct 
 	end = LOUPE_CUR_GET(s, end);
 	if (end <= start || end > head_len)
 		return 0; /* no request target */
-	cut = loupe_l7_copy_str(skb, pkt, start, end - start, ev->path, LOUPE_HTTP_PATH_MAX);
-	if (cut < 0)
-		return 0;
-	if (cut)
+	len = end - start;
+	if (len >= LOUPE_HTTP_PATH_MAX) {
+		len = LOUPE_HTTP_PATH_MAX - 1;
 		ev->flags |= LOUPE_L7F_PATH_TRUNCATED;
-	ev->path_len = end - start > LOUPE_HTTP_PATH_MAX - 1 ? LOUPE_HTTP_PATH_MAX - 1 : end - start;
+	}
+	ev->path_len = len;
+	LOUPE_CUR_SET(s, out, len);
+	loupe_l7_copy_head_str(s, ev->path, LOUPE_HTTP_PATH_MAX);
 
 	ev->host[0] = 0;
 	ev->host_len = 0;
@@ -232,12 +233,14 @@ static __always_inline int loupe_http_parse(struct __sk_buff *skb, const struct 
 	end = LOUPE_CUR_GET(s, end);
 	if (end <= start || end > head_len)
 		return 1; /* an empty Host */
-	cut = loupe_l7_copy_str(skb, pkt, start, end - start, ev->host, LOUPE_HTTP_HOST_MAX);
-	if (cut < 0)
-		return 1;
-	if (cut)
+	len = end - start;
+	if (len >= LOUPE_HTTP_HOST_MAX) {
+		len = LOUPE_HTTP_HOST_MAX - 1;
 		ev->flags |= LOUPE_L7F_HOST_TRUNCATED;
-	ev->host_len = end - start > LOUPE_HTTP_HOST_MAX - 1 ? LOUPE_HTTP_HOST_MAX - 1 : end - start;
+	}
+	ev->host_len = len;
+	LOUPE_CUR_SET(s, out, len);
+	loupe_l7_copy_head_str(s, ev->host, LOUPE_HTTP_HOST_MAX);
 	return 1;
 }
 

@@ -7,13 +7,21 @@
 #define LOUPE_BPF_MAPS_H
 
 #include "lib/common.h"
+#include "lib/parse.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, LOUPE_FLOWS_DEFAULT_MAX);
+	__type(key, struct loupe_flow_key4);
+	__type(value, struct loupe_flow);
+} loupe_flows4 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, LOUPE_FLOWS_DEFAULT_MAX);
 	__type(key, struct loupe_flow_key);
 	__type(value, struct loupe_flow);
-} loupe_flows SEC(".maps");
+} loupe_flows6 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -51,6 +59,7 @@ struct loupe_l7_cursor {
 
 struct loupe_scratch {
 	__u8 head[LOUPE_HTTP_SCAN_MAX + 16]; /* slack: word loads may read past the copied bytes */
+	struct loupe_pkt pkt; /* the packet being parsed, handed to the L7 parsers */
 	__u32 head_len;
 	__u32 pad;
 	struct loupe_l7_cursor cur;

@@ -31,11 +31,23 @@ CAP_PID=
 log() { printf 'record.sh: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
+wait_gone() { # PID: true once PID has exited, false if it is still there after 5 s
+	local i
+	for ((i = 0; i < 250; i++)); do
+		kill -0 "$1" 2>/dev/null || return 0
+		sleep 0.02
+	done
+	return 1
+}
+
 cleanup() {
 	local rc=$? pid ns
 	trap - EXIT INT TERM
 	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+	for pid in "${PIDS[@]}"; do
+		wait_gone "$pid" || kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
 	for ns in "$NS_C" "$NS_S"; do
 		[ -e "/run/netns/$ns" ] || continue
 		# anything still running in our own namespaces was started by this script
@@ -103,17 +115,19 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 	-subj /CN=llm.example.test -addext 'subjectAltName=DNS:*.example.test' \
 	-keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>"$TMP/req.log" || die "openssl req failed"
 
-in_s "$PY" "$HERE/httpd.py" "$S4" 8080 >"$TMP/httpd4.log" 2>&1 &
+# Background jobs are started as simple commands (not through in_s/in_c) so that $! is the server's
+# own pid: `ip netns exec` execs its command.
+ip netns exec "$NS_S" "$PY" "$HERE/httpd.py" "$S4" 8080 >"$TMP/httpd4.log" 2>&1 &
 PIDS+=($!)
-in_s "$PY" "$HERE/httpd.py" "$S6" 8080 >"$TMP/httpd6.log" 2>&1 &
+ip netns exec "$NS_S" "$PY" "$HERE/httpd.py" "$S6" 8080 >"$TMP/httpd6.log" 2>&1 &
 PIDS+=($!)
-in_s "$PY" "$HERE/dnsd.py" "$S4" "$S6" >"$TMP/dnsd.log" 2>&1 &
+ip netns exec "$NS_S" "$PY" "$HERE/dnsd.py" "$S4" "$S6" >"$TMP/dnsd.log" 2>&1 &
 PIDS+=($!)
 # -www: answers an HTTP GET itself and never reads stdin; our clients only do the handshake.
-in_s openssl s_server -quiet -www -4 -accept "$S4:443" -cert "$TMP/cert.pem" -key "$TMP/key.pem" \
+ip netns exec "$NS_S" openssl s_server -quiet -www -4 -accept "$S4:443" -cert "$TMP/cert.pem" -key "$TMP/key.pem" \
 	-alpn h2,http/1.1 </dev/null >"$TMP/tls4.log" 2>&1 &
 PIDS+=($!)
-in_s openssl s_server -quiet -www -6 -accept "[$S6]:443" -cert "$TMP/cert.pem" -key "$TMP/key.pem" \
+ip netns exec "$NS_S" openssl s_server -quiet -www -6 -accept "[$S6]:443" -cert "$TMP/cert.pem" -key "$TMP/key.pem" \
 	-alpn h2,http/1.1 </dev/null >"$TMP/tls6.log" 2>&1 &
 PIDS+=($!)
 
@@ -132,11 +146,11 @@ wait_for "tls v6" 5 listening t "[$S6]:443"
 # ---------------------------------------------------------------- capture helpers (client namespace)
 start_capture() { # NAME FILTER
 	CAP_NAME=$1
-	in_c tcpdump -i "$DEV_C" -nn -p -s 0 -U --immediate-mode -Z root -w "$TMP/$1.pcap" "$2" \
+	ip netns exec "$NS_C" tcpdump -i "$DEV_C" -nn -p -s 0 -U --immediate-mode -Z root -w "$TMP/$1.pcap" "$2" \
 		2>"$TMP/$1.tcpdump.log" &
 	CAP_PID=$!
 	PIDS+=("$CAP_PID")
-	wait_for "tcpdump for $1" 5 grep -q 'listening on' "$TMP/$1.tcpdump.log"
+	wait_for "tcpdump for $1" 5 grep -qs 'listening on' "$TMP/$1.tcpdump.log"
 }
 
 tcp_quiet() { # no TCP connection in either namespace is still open or closing (TIME-WAIT is done)
@@ -149,14 +163,15 @@ tcp_quiet() { # no TCP connection in either namespace is still open or closing (
 stop_capture() {
 	local l captured received dropped
 	wait_for "connections of $CAP_NAME to close" 5 tcp_quiet
-	kill -INT "$CAP_PID"
+	kill -TERM "$CAP_PID" # tcpdump flushes and prints its counters on SIGTERM
 	wait "$CAP_PID" || die "tcpdump for $CAP_NAME exited with an error"
 	l=$TMP/$CAP_NAME.tcpdump.log
 	captured=$(awk '/packets captured/ {print $1}' "$l")
 	received=$(awk '/packets received by filter/ {print $1}' "$l")
 	dropped=$(awk '/packets dropped by kernel/ {print $1}' "$l")
-	[ -n "$captured" ] && [ "$captured" = "$received" ] && [ "$dropped" = 0 ] ||
+	if [ -z "$captured" ] || [ "$captured" != "$received" ] || [ "$dropped" != 0 ]; then
 		die "tcpdump for $CAP_NAME lost packets: $(tr '\n' ' ' <"$l")"
+	fi
 	log "$CAP_NAME: $captured packets"
 }
 
@@ -204,7 +219,7 @@ tls_client() { # CONNECT SNI|- EXPECTED-PROTOCOL EXPECTED-ALPN [EXTRA ARGS]
 	printf '### s_client %s %s %s\n' "$connect" "$sni" "$*" >>"$CLOG"
 	in_c openssl s_client -connect "$connect" "${snarg[@]}" "$@" </dev/null >>"$CLOG" 2>&1 ||
 		die "s_client $connect $sni failed$(echo; tail -n 20 "$CLOG")"
-	expect_in_log "Protocol  : $proto"
+	expect_in_log "New, $proto, Cipher is"
 	expect_in_log "ALPN protocol: $alpn"
 }
 
@@ -244,11 +259,17 @@ done
 
 for spec in http-v4:100 dns-v6:200 tls-v4:300; do
 	n=${spec%:*} tag=${spec#*:}
-	tcprewrite --enet-vlan=add --enet-vlan-tag="$tag" --enet-vlan-pri=0 \
+	# --enet-vlan-cfi is required too: without it tcprewrite 4.4.3 inserts the tag but keeps the old
+	# frame length, silently cutting the last 4 bytes (appneta/tcpreplay#990).
+	tcprewrite --enet-vlan=add --enet-vlan-tag="$tag" --enet-vlan-pri=0 --enet-vlan-cfi=0 \
 		--infile="$OUTDIR/$n.pcap" --outfile="$OUTDIR/$n-vlan$tag.pcap" >/dev/null
+	# byte check against the original; puts back the MACs tcprewrite 4.4.3 replaces in IPv6 frames
+	"$PY" "$HERE/vlan_check.py" "$OUTDIR/$n.pcap" "$OUTDIR/$n-vlan$tag.pcap" "$tag" >&2
 	total=$(tshark -r "$OUTDIR/$n-vlan$tag.pcap" -T fields -e frame.number 2>/dev/null | wc -l)
 	tagged=$(tshark -r "$OUTDIR/$n-vlan$tag.pcap" -T fields -e vlan.id 2>/dev/null | grep -cx "$tag" || true)
-	[ "$total" -gt 0 ] && [ "$total" = "$tagged" ] || die "$n-vlan$tag.pcap: $tagged of $total frames carry VLAN $tag"
+	if [ "$total" -eq 0 ] || [ "$total" != "$tagged" ]; then
+		die "$n-vlan$tag.pcap: $tagged of $total frames carry VLAN $tag"
+	fi
 	NAMES+=("$n-vlan$tag")
 done
 
@@ -278,6 +299,12 @@ for n in "${NAMES[@]}"; do
 	case $n in http-*) want=${ROWS[http]} ;; dns-*) want=${ROWS[dns]} ;; *) want=${ROWS[${n:0:6}]} ;; esac
 	got=$(($(wc -l <"$OUTDIR/$n.tsv") - 1))
 	[ "$got" = "$want" ] || die "$n.tsv has $got rows, expected $want"
+	malformed=$(tshark -r "$f" -o tcp.check_checksum:TRUE -o udp.check_checksum:TRUE -o ip.check_checksum:TRUE \
+		-Y '_ws.malformed or _ws.expert.severity >= error or tcp.checksum.status == 0
+		    or udp.checksum.status == 0 or ip.checksum.status == 0' 2>/dev/null | wc -l)
+	[ "$malformed" = 0 ] || die "$f: tshark reports $malformed malformed/bad-checksum/error frames"
+	macs=$(tshark -r "$f" -T fields -e eth.src -e eth.dst 2>/dev/null | tr '\t' '\n' | sort -u | tr '\n' ' ')
+	[ "$macs" = "$MAC_C $MAC_S " ] || die "$f: unexpected MAC addresses: $macs"
 	# every address in the capture must be one of ours
 	tshark -r "$f" -T fields -E separator=, -E occurrence=a -e ip.src -e ip.dst -e ipv6.src -e ipv6.dst \
 		2>/dev/null | "$PY" -c '

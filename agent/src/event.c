@@ -1,0 +1,264 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Ring buffer records -> struct loupe_event, checked field by field, and the small helpers
+ * every output needs (kind names, addresses). A record is kernel memory shaped by packets:
+ * nothing in it is trusted to be terminated or in range. Not for protobuf or JSON
+ * (event_pb.c), nor for printing.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "event.h"
+
+_Static_assert(LOUPE_EVENT_ADDR_MAX >= INET6_ADDRSTRLEN, "LOUPE_EVENT_ADDR_MAX too small");
+
+static const char *const kind_names[] = {
+	[LOUPE_EV_UNSPECIFIED] = "EVENT_KIND_UNSPECIFIED",
+	[LOUPE_EV_FLOW_START] = "FLOW_START",
+	[LOUPE_EV_FLOW_END] = "FLOW_END",
+	[LOUPE_EV_HTTP_REQUEST] = "HTTP_REQUEST",
+	[LOUPE_EV_TLS_CLIENT_HELLO] = "TLS_CLIENT_HELLO",
+	[LOUPE_EV_DNS_QUERY] = "DNS_QUERY",
+	[LOUPE_EV_POLICY_VERDICT] = "POLICY_VERDICT",
+	[LOUPE_EV_REWRITE] = "REWRITE",
+	[LOUPE_EV_RATE_LIMITED] = "RATE_LIMITED",
+	[LOUPE_EV_LOST] = "LOST",
+	[LOUPE_EV_AGENT] = "AGENT",
+};
+
+_Static_assert(sizeof(kind_names) / sizeof(kind_names[0]) == LOUPE_EV_KIND_MAX,
+	       "a new event kind needs its name here");
+
+/* Every record kind the datapath emits; the copy gives alignment-free access. */
+union record {
+	struct loupe_event_hdr hdr;
+	struct loupe_event_flow flow;
+	struct loupe_event_http http;
+	struct loupe_event_tls tls;
+	struct loupe_event_dns dns;
+};
+
+const char *loupe_event_kind_name(enum loupe_event_kind kind)
+{
+	if ((unsigned)kind >= LOUPE_EV_KIND_MAX) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return kind_names[kind];
+}
+
+/* The largest record of @kind (0: unknown kind); *ret_min: the shortest. */
+static size_t record_size(unsigned kind, size_t *ret_min)
+{
+	switch (kind) {
+	case LOUPE_EV_FLOW_START:
+		*ret_min = sizeof(struct loupe_event_flow);
+		return sizeof(struct loupe_event_flow);
+	case LOUPE_EV_HTTP_REQUEST:
+		*ret_min = offsetof(struct loupe_event_http, path) + 1;
+		return sizeof(struct loupe_event_http);
+	case LOUPE_EV_TLS_CLIENT_HELLO:
+		*ret_min = offsetof(struct loupe_event_tls, sni) + 1;
+		return sizeof(struct loupe_event_tls);
+	case LOUPE_EV_DNS_QUERY:
+		*ret_min = offsetof(struct loupe_event_dns, qname) + 1;
+		return sizeof(struct loupe_event_dns);
+	default:
+		*ret_min = 0;
+		return 0;
+	}
+}
+
+/*
+ * Copies at most @len bytes of @src (a field of @size bytes) into @dst (also @size bytes),
+ * stopping at the first NUL and leaving room for the one it writes. Returns 1 when the
+ * last byte had to be dropped for the NUL, 0, or -EINVAL when @len exceeds the field.
+ */
+static int copy_string(char *dst, const char *src, size_t size, size_t len)
+{
+	size_t n;
+	int cut = 0;
+
+	if (len > size)
+		return -EINVAL;
+	n = strnlen(src, len);
+	if (n == size) {
+		n = size - 1;
+		cut = 1;
+	}
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+	return cut;
+}
+
+/* ProtocolNameList without its length prefix: (u8 len, bytes)*; stops at a malformed entry. */
+static void decode_alpn(const __u8 *list, size_t len, struct loupe_event *ev)
+{
+	size_t pos = 0, n;
+
+	ev->tls.alpn_count = 0;
+	while (pos < len && ev->tls.alpn_count < LOUPE_EVENT_ALPN_MAX) {
+		n = list[pos];
+		/* empty names are invalid (RFC 7301); a cut list ends in a partial entry */
+		if (n == 0 || n > len - pos - 1 || n >= LOUPE_TLS_ALPN_MAX)
+			break;
+		copy_string(ev->tls.alpn[ev->tls.alpn_count], (const char *)list + pos + 1,
+			    LOUPE_TLS_ALPN_MAX, n);
+		ev->tls.alpn_count++;
+		pos += 1 + n;
+	}
+}
+
+static int decode_http(const struct loupe_event_http *rec, struct loupe_event *ev)
+{
+	int err, cut;
+
+	ev->http.path_truncated = rec->flags & LOUPE_L7F_PATH_TRUNCATED;
+	ev->http.host_truncated = rec->flags & LOUPE_L7F_HOST_TRUNCATED;
+	err = copy_string(ev->http.method, rec->method, sizeof(rec->method), sizeof(rec->method));
+	if (err < 0)
+		goto out;
+	cut = copy_string(ev->http.path, rec->path, sizeof(rec->path), rec->path_len);
+	if (cut < 0) {
+		err = cut;
+		goto out;
+	}
+	ev->http.path_truncated |= cut;
+	cut = copy_string(ev->http.host, rec->host, sizeof(rec->host), rec->host_len);
+	if (cut < 0) {
+		err = cut;
+		goto out;
+	}
+	ev->http.host_truncated |= cut;
+	err = 0;
+out:
+	return err;
+}
+
+static int decode_tls(const struct loupe_event_tls *rec, struct loupe_event *ev)
+{
+	int err;
+
+	if (rec->alpn_len > sizeof(rec->alpn)) {
+		err = -EINVAL;
+		goto out;
+	}
+	err = copy_string(ev->tls.sni, rec->sni, sizeof(rec->sni), rec->sni_len);
+	if (err < 0)
+		goto out;
+	ev->tls.legacy_version = rec->legacy_version;
+	ev->tls.version = rec->max_version ? rec->max_version : rec->legacy_version;
+	ev->tls.reassembled = rec->flags & LOUPE_L7F_TLS_REASSEMBLED;
+	decode_alpn(rec->alpn, rec->alpn_len, ev);
+	err = 0;
+out:
+	return err;
+}
+
+static int decode_dns(const struct loupe_event_dns *rec, struct loupe_event *ev)
+{
+	int err;
+
+	err = copy_string(ev->dns.qname, rec->qname, sizeof(rec->qname), rec->qname_len);
+	if (err < 0)
+		goto out;
+	ev->dns.qtype = rec->qtype;
+	ev->dns.qclass = rec->qclass;
+	ev->dns.id = rec->id;
+	ev->dns.name_invalid = rec->flags & LOUPE_L7F_DNS_NAME_INVALID;
+	ev->dns.tcp = rec->flags & LOUPE_L7F_DNS_OVER_TCP;
+	err = 0;
+out:
+	return err;
+}
+
+int loupe_event_decode(const void *record, size_t size, int64_t mono_to_real_ns,
+		       struct loupe_event *ret_ev)
+{
+	union record rec;
+	const struct loupe_event_hdr *hdr = &rec.hdr;
+	size_t min_size, max_size;
+	int err;
+
+	memset(ret_ev, 0, sizeof(*ret_ev));
+	if (!record || size < sizeof(rec.hdr)) {
+		err = -EINVAL;
+		goto out;
+	}
+	memcpy(&rec.hdr, record, sizeof(rec.hdr));
+	max_size = record_size(rec.hdr.kind, &min_size);
+	if (size < min_size || size > max_size) {
+		err = -EINVAL;
+		goto out;
+	}
+	/* a record cut after its last string: the rest reads as zeros */
+	memset(&rec, 0, sizeof(rec));
+	memcpy(&rec, record, size);
+
+	ret_ev->kind = hdr->kind;
+	/* unsigned arithmetic: a negative offset wraps into the right sum */
+	ret_ev->time_ns = hdr->ts_ns + (uint64_t)mono_to_real_ns;
+	ret_ev->ifindex = hdr->ifindex;
+	ret_ev->direction = hdr->direction < LOUPE_DIR_MAX ? hdr->direction : -1;
+	ret_ev->protocol = hdr->protocol;
+	ret_ev->has_ip = hdr->protocol != 0;
+	ret_ev->ipv6 = hdr->flags & LOUPE_EVF_IPV6;
+	memcpy(ret_ev->saddr, hdr->saddr, sizeof(ret_ev->saddr));
+	memcpy(ret_ev->daddr, hdr->daddr, sizeof(ret_ev->daddr));
+	ret_ev->sport = hdr->sport;
+	ret_ev->dport = hdr->dport;
+	ret_ev->has_vlan = hdr->flags & LOUPE_EVF_VLAN;
+	ret_ev->vlan_id = ret_ev->has_vlan ? hdr->vlan_id : 0;
+	ret_ev->has_inner_vlan = hdr->flags & LOUPE_EVF_VLAN_INNER;
+	ret_ev->inner_vlan_id = ret_ev->has_inner_vlan ? hdr->inner_vlan_id : 0;
+
+	switch (hdr->kind) {
+	case LOUPE_EV_FLOW_START:
+		ret_ev->flow.tcp_flags = rec.flow.tcp_flags;
+		ret_ev->flow.first_seen_ns = ret_ev->time_ns;
+		ret_ev->flow.last_seen_ns = ret_ev->time_ns;
+		err = 0;
+		break;
+	case LOUPE_EV_HTTP_REQUEST:
+		err = decode_http(&rec.http, ret_ev);
+		break;
+	case LOUPE_EV_TLS_CLIENT_HELLO:
+		err = decode_tls(&rec.tls, ret_ev);
+		break;
+	case LOUPE_EV_DNS_QUERY:
+		err = decode_dns(&rec.dns, ret_ev);
+		break;
+	default:
+		err = -EINVAL; /* record_size() has refused it already */
+		break;
+	}
+out:
+	if (err < 0)
+		memset(ret_ev, 0, sizeof(*ret_ev));
+	return err;
+}
+
+static bool is_v4_mapped(const uint8_t *a)
+{
+	static const uint8_t prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+	return !memcmp(a, prefix, sizeof(prefix));
+}
+
+int loupe_event_format_addr(const struct loupe_event *ev, bool src, char *buf, size_t len)
+{
+	const uint8_t *a = src ? ev->saddr : ev->daddr;
+	const char *s;
+
+	if (!ev->has_ip)
+		return -EINVAL;
+	if (len > (socklen_t)-1)
+		len = (socklen_t)-1;
+	if (!ev->ipv6 && is_v4_mapped(a))
+		s = inet_ntop(AF_INET, a + 12, buf, (socklen_t)len);
+	else
+		s = inet_ntop(AF_INET6, a, buf, (socklen_t)len);
+	return s ? 0 : -errno;
+}

@@ -1,0 +1,217 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * struct loupe_event -> loupe.v1.Event and its JSON (see event_pb.h). Sub-messages live in
+ * struct loupe_event_pb and strings are borrowed, so a conversion allocates nothing; only
+ * the JSON text is allocated. Not for the wire transport (rpc) nor for decoding records.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "event_pb.h"
+#include "pbjson.h"
+
+_Static_assert((int)LOUPE__V1__EVENT_KIND__AGENT == LOUPE_EV_AGENT &&
+		       (int)LOUPE__V1__EVENT_KIND__FLOW_START == LOUPE_EV_FLOW_START,
+	       "loupe.v1.EventKind mirrors enum loupe_event_kind");
+
+#define NSEC_PER_SEC 1000000000ULL
+
+/* True when the char array @a holds a NUL: the event's strings are borrowed as they are. */
+#define TERMINATED(a) (memchr((a), '\0', sizeof(a)) != NULL)
+
+static void set_timestamp(Google__Protobuf__Timestamp *ts, uint64_t ns)
+{
+	google__protobuf__timestamp__init(ts);
+	ts->seconds = (int64_t)(ns / NSEC_PER_SEC);
+	ts->nanos = (int32_t)(ns % NSEC_PER_SEC);
+}
+
+static void set_counters(Loupe__V1__FlowCounters *c, const struct loupe_event_flow_dir *d)
+{
+	loupe__v1__flow_counters__init(c);
+	c->packets = d->packets;
+	c->bytes = d->bytes;
+	c->tcp_flags = d->tcp_flags;
+}
+
+static bool counters_zero(const struct loupe_event_flow_dir *d)
+{
+	return !d->packets && !d->bytes && !d->tcp_flags;
+}
+
+/* The event's strings, as far as its kind uses them: all are to be terminated in place. */
+static bool strings_valid(const struct loupe_event *ev)
+{
+	if (!TERMINATED(ev->node) || !TERMINATED(ev->ifname))
+		return false;
+	switch (ev->kind) {
+	case LOUPE_EV_HTTP_REQUEST:
+		return TERMINATED(ev->http.method) && TERMINATED(ev->http.path) &&
+		       TERMINATED(ev->http.host);
+	case LOUPE_EV_TLS_CLIENT_HELLO:
+		if (ev->tls.alpn_count < 0 || ev->tls.alpn_count > LOUPE_EVENT_ALPN_MAX)
+			return false;
+		for (int i = 0; i < ev->tls.alpn_count; i++) {
+			if (!TERMINATED(ev->tls.alpn[i]))
+				return false;
+		}
+		return TERMINATED(ev->tls.sni);
+	case LOUPE_EV_DNS_QUERY:
+		return TERMINATED(ev->dns.qname);
+	default:
+		return true;
+	}
+}
+
+static void set_flow(const struct loupe_event *ev, struct loupe_event_pb *pb)
+{
+	const struct loupe_event_flow_dir *eg = &ev->flow.dir[LOUPE_DIR_POD_EGRESS];
+	const struct loupe_event_flow_dir *in = &ev->flow.dir[LOUPE_DIR_POD_INGRESS];
+
+	loupe__v1__flow__init(&pb->flow);
+	/* FLOW_END reports both directions, zero included; FLOW_START only what it has */
+	if (ev->kind == LOUPE_EV_FLOW_END || !counters_zero(eg)) {
+		set_counters(&pb->egress, eg);
+		pb->flow.egress = &pb->egress;
+	}
+	if (ev->kind == LOUPE_EV_FLOW_END || !counters_zero(in)) {
+		set_counters(&pb->ingress, in);
+		pb->flow.ingress = &pb->ingress;
+	}
+	if (ev->flow.first_seen_ns) {
+		set_timestamp(&pb->first_seen, ev->flow.first_seen_ns);
+		pb->flow.first_seen = &pb->first_seen;
+	}
+	if (ev->flow.last_seen_ns) {
+		set_timestamp(&pb->last_seen, ev->flow.last_seen_ns);
+		pb->flow.last_seen = &pb->last_seen;
+	}
+	if (ev->flow.first_seen_ns && ev->flow.last_seen_ns > ev->flow.first_seen_ns)
+		pb->flow.duration_ns = ev->flow.last_seen_ns - ev->flow.first_seen_ns;
+	pb->flow.tcp_flags = ev->flow.tcp_flags;
+	pb->msg.flow = &pb->flow;
+}
+
+/* The protobuf-c structs take char *: the borrowed strings are only ever read through them. */
+static void set_kind_message(const struct loupe_event *ev, struct loupe_event_pb *pb)
+{
+	switch (ev->kind) {
+	case LOUPE_EV_HTTP_REQUEST:
+		loupe__v1__http__init(&pb->http);
+		pb->http.method = (char *)ev->http.method;
+		pb->http.path = (char *)ev->http.path;
+		pb->http.host = (char *)ev->http.host;
+		pb->http.path_truncated = ev->http.path_truncated;
+		pb->http.host_truncated = ev->http.host_truncated;
+		pb->msg.http = &pb->http;
+		break;
+	case LOUPE_EV_TLS_CLIENT_HELLO:
+		loupe__v1__tls__init(&pb->tls);
+		pb->tls.sni = (char *)ev->tls.sni;
+		pb->tls.version = ev->tls.version;
+		pb->tls.legacy_version = ev->tls.legacy_version;
+		pb->tls.reassembled = ev->tls.reassembled;
+		for (int i = 0; i < ev->tls.alpn_count; i++)
+			pb->alpn[i] = (char *)ev->tls.alpn[i];
+		pb->tls.n_alpn = (size_t)ev->tls.alpn_count;
+		pb->tls.alpn = pb->alpn;
+		pb->msg.tls = &pb->tls;
+		break;
+	case LOUPE_EV_DNS_QUERY:
+		loupe__v1__dns__init(&pb->dns);
+		pb->dns.qname = (char *)ev->dns.qname;
+		pb->dns.qtype = ev->dns.qtype;
+		pb->dns.qclass = ev->dns.qclass;
+		pb->dns.id = ev->dns.id;
+		pb->dns.name_invalid = ev->dns.name_invalid;
+		pb->dns.tcp = ev->dns.tcp;
+		pb->msg.dns = &pb->dns;
+		break;
+	case LOUPE_EV_FLOW_START:
+	case LOUPE_EV_FLOW_END:
+		set_flow(ev, pb);
+		break;
+	case LOUPE_EV_LOST:
+		loupe__v1__lost__init(&pb->lost);
+		pb->lost.count = ev->lost.count;
+		pb->lost.kind = (Loupe__V1__EventKind)ev->lost.kind;
+		pb->msg.lost = &pb->lost;
+		break;
+	default:
+		break;
+	}
+}
+
+int loupe_event_to_pb(const struct loupe_event *ev, struct loupe_event_pb *ret_pb)
+{
+	Loupe__V1__Event *m = &ret_pb->msg;
+	int err;
+
+	memset(ret_pb, 0, sizeof(*ret_pb));
+	loupe__v1__event__init(m);
+	if (!strings_valid(ev)) {
+		err = -EINVAL;
+		goto out;
+	}
+
+	m->seq = ev->seq;
+	set_timestamp(&ret_pb->time, ev->time_ns);
+	m->time = &ret_pb->time;
+	m->node = (char *)ev->node;
+	m->kind = (Loupe__V1__EventKind)ev->kind;
+	if (ev->ifname[0] || ev->ifindex) {
+		loupe__v1__interface__init(&ret_pb->iface);
+		ret_pb->iface.name = (char *)ev->ifname;
+		ret_pb->iface.ifindex = ev->ifindex;
+		m->interface = &ret_pb->iface;
+	}
+	if (ev->direction == LOUPE_DIR_POD_EGRESS)
+		m->direction = LOUPE__V1__DIRECTION__POD_EGRESS;
+	else if (ev->direction == LOUPE_DIR_POD_INGRESS)
+		m->direction = LOUPE__V1__DIRECTION__POD_INGRESS;
+
+	if (ev->has_ip) {
+		err = loupe_event_format_addr(ev, true, ret_pb->src_ip, sizeof(ret_pb->src_ip));
+		if (err < 0)
+			goto out;
+		err = loupe_event_format_addr(ev, false, ret_pb->dst_ip, sizeof(ret_pb->dst_ip));
+		if (err < 0)
+			goto out;
+		m->src_ip = ret_pb->src_ip;
+		m->dst_ip = ret_pb->dst_ip;
+		m->src_port = ev->sport;
+		m->dst_port = ev->dport;
+	}
+	/* IPPROTO_* numbers: pbjson writes a number for one the enum does not name */
+	m->protocol = (Loupe__V1__Protocol)ev->protocol;
+	if (ev->has_vlan) {
+		m->has_vlan = true;
+		m->vlan_id = ev->vlan_id;
+	}
+	if (ev->has_inner_vlan) {
+		m->has_inner_vlan = true;
+		m->inner_vlan_id = ev->inner_vlan_id;
+	}
+	set_kind_message(ev, ret_pb);
+	err = 0;
+out:
+	if (err < 0) {
+		memset(ret_pb, 0, sizeof(*ret_pb));
+		loupe__v1__event__init(m);
+	}
+	return err;
+}
+
+char *loupe_event_to_json(const struct loupe_event *ev)
+{
+	struct loupe_event_pb pb;
+	int err;
+
+	err = loupe_event_to_pb(ev, &pb);
+	if (err < 0) {
+		errno = -err;
+		return NULL;
+	}
+	return loupe_pbjson_to_string(&pb.msg.base);
+}

@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * struct loupe_event -> loupe.v1.Event (protobuf-c), and its canonical JSON. The rpc side:
+ * protobuf-c types stay behind this header and proto/, the rest of the agent sees only
+ * event.h. Not for decoding records (event.c) nor for the table output.
+ */
+#ifndef LOUPE_EVENT_PB_H
+#define LOUPE_EVENT_PB_H
+
+#include "event.h"
+#include "loupe/v1/event.pb-c.h"
+
+/*
+ * A loupe.v1.Event and every sub-message and string it points to, in one block (on the
+ * stack is fine): nothing to free. .msg borrows the strings of the source event, so it is
+ * valid while both live; it points into itself, so the block is not to be copied.
+ */
+struct loupe_event_pb {
+	Loupe__V1__Event msg;
+	Google__Protobuf__Timestamp time;
+	Loupe__V1__Interface iface;
+	Loupe__V1__Http http;
+	Loupe__V1__Tls tls;
+	Loupe__V1__Dns dns;
+	Loupe__V1__Flow flow;
+	Loupe__V1__FlowCounters egress;
+	Loupe__V1__FlowCounters ingress;
+	Google__Protobuf__Timestamp first_seen;
+	Google__Protobuf__Timestamp last_seen;
+	Loupe__V1__Lost lost;
+	char *alpn[LOUPE_EVENT_ALPN_MAX];
+	char src_ip[LOUPE_EVENT_ADDR_MAX];
+	char dst_ip[LOUPE_EVENT_ADDR_MAX];
+};
+
+/*
+ * Fills @ret_pb from @ev: common fields always, the sub-message of the event's kind
+ * (http, tls, dns, flow for FLOW_START/FLOW_END, lost). Returns 0, or -EINVAL for an event
+ * whose strings are not terminated within their arrays or whose ALPN count is out of range.
+ */
+int loupe_event_to_pb(const struct loupe_event *ev, struct loupe_event_pb *ret_pb);
+
+/*
+ * @ev as one line of proto3 JSON (loupe.v1.Event), without a newline. Returns a malloc'd
+ * string the caller frees, or NULL and sets errno.
+ */
+char *loupe_event_to_json(const struct loupe_event *ev);
+
+#endif /* LOUPE_EVENT_PB_H */

@@ -1,0 +1,479 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * loupe_event_decode() on crafted ring buffer records: each kind, sizes, lengths, strings
+ * without terminators, ALPN lists; kind names and address formatting. Not for protobuf or
+ * JSON (test_event_pb.c) nor for records made by the real datapath (tests/bpf).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "event.h"
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+#define TS_NS  1000000000ULL
+#define OFFSET 1700000000000000000LL
+
+static void fill_hdr(struct loupe_event_hdr *h, enum loupe_event_kind kind)
+{
+	static const uint8_t src[16] = { [10] = 0xff, [11] = 0xff, 198, 18, 0, 1 };
+	static const uint8_t dst[16] = { [10] = 0xff, [11] = 0xff, 198, 18, 0, 2 };
+
+	memset(h, 0, sizeof(*h));
+	h->ts_ns = TS_NS;
+	h->ifindex = 7;
+	h->kind = kind;
+	h->direction = LOUPE_DIR_POD_EGRESS;
+	h->protocol = 6;
+	memcpy(h->saddr, src, sizeof(src));
+	memcpy(h->daddr, dst, sizeof(dst));
+	h->sport = 40000;
+	h->dport = 80;
+}
+
+/* Sets a string field and its length the way the datapath does. */
+#define SET_STR(field, len_field, s)                                                               \
+	do {                                                                                       \
+		memset((field), 0, sizeof(field));                                                 \
+		memcpy((field), (s), strlen(s));                                                   \
+		(len_field) = (__u16)strlen(s);                                                    \
+	} while (0)
+
+static struct loupe_event ev;
+
+static void expect_rejected(const void *rec, size_t size)
+{
+	memset(&ev, 0xaa, sizeof(ev));
+	cr_expect_eq(loupe_event_decode(rec, size, 0, &ev), -EINVAL);
+	/* nothing half-decoded is left behind */
+	cr_expect_eq(ev.kind, 0);
+	cr_expect_eq(ev.time_ns, 0);
+	cr_expect_eq(ev.http.path[0], '\0');
+}
+
+Test(event_decode, flow_start)
+{
+	struct loupe_event_flow rec;
+
+	fill_hdr(&rec.hdr, LOUPE_EV_FLOW_START);
+	memset(rec.pad, 0, sizeof(rec.pad));
+	rec.tcp_flags = 0x02;
+	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), OFFSET, &ev), 0);
+	cr_expect_eq(ev.kind, LOUPE_EV_FLOW_START);
+	cr_expect_eq(ev.time_ns, TS_NS + OFFSET);
+	cr_expect_eq(ev.seq, 0);
+	cr_expect_str_eq(ev.node, "");
+	cr_expect_str_eq(ev.ifname, "");
+	cr_expect_eq(ev.ifindex, 7);
+	cr_expect_eq(ev.direction, LOUPE_DIR_POD_EGRESS);
+	cr_expect_eq(ev.protocol, 6);
+	cr_expect(ev.has_ip);
+	cr_expect_not(ev.ipv6);
+	cr_expect_arr_eq(ev.saddr, rec.hdr.saddr, 16);
+	cr_expect_arr_eq(ev.daddr, rec.hdr.daddr, 16);
+	cr_expect_eq(ev.sport, 40000);
+	cr_expect_eq(ev.dport, 80);
+	cr_expect_not(ev.has_vlan);
+	cr_expect_not(ev.has_inner_vlan);
+	cr_expect_eq(ev.flow.tcp_flags, 0x02);
+	cr_expect_eq(ev.flow.first_seen_ns, TS_NS + OFFSET);
+	cr_expect_eq(ev.flow.last_seen_ns, TS_NS + OFFSET);
+	cr_expect_eq(ev.flow.dir[0].packets, 0);
+}
+
+Test(event_decode, header_fields)
+{
+	struct loupe_event_flow rec;
+
+	memset(&rec, 0, sizeof(rec));
+	fill_hdr(&rec.hdr, LOUPE_EV_FLOW_START);
+	rec.hdr.direction = LOUPE_DIR_POD_INGRESS;
+	rec.hdr.protocol = 17;
+	rec.hdr.flags = LOUPE_EVF_IPV6 | LOUPE_EVF_VLAN | LOUPE_EVF_VLAN_INNER;
+	rec.hdr.vlan_id = 100;
+	rec.hdr.inner_vlan_id = 200;
+	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), -500000000LL, &ev), 0);
+	cr_expect_eq(ev.time_ns, TS_NS - 500000000ULL, "negative offset");
+	cr_expect_eq(ev.direction, LOUPE_DIR_POD_INGRESS);
+	cr_expect_eq(ev.protocol, 17);
+	cr_expect(ev.ipv6);
+	cr_expect(ev.has_vlan);
+	cr_expect_eq(ev.vlan_id, 100);
+	cr_expect(ev.has_inner_vlan);
+	cr_expect_eq(ev.inner_vlan_id, 200);
+
+	/* VIDs without their flags are not reported; an out-of-range direction is unknown */
+	rec.hdr.flags = 0;
+	rec.hdr.direction = 5;
+	rec.hdr.protocol = 0;
+	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), 0, &ev), 0);
+	cr_expect_not(ev.has_vlan);
+	cr_expect_eq(ev.vlan_id, 0);
+	cr_expect_not(ev.has_inner_vlan);
+	cr_expect_eq(ev.inner_vlan_id, 0);
+	cr_expect_eq(ev.direction, -1);
+	cr_expect_not(ev.has_ip);
+	cr_expect_not(ev.ipv6);
+
+	/* a priority tag: VID 0 with the flag */
+	rec.hdr.flags = LOUPE_EVF_VLAN;
+	rec.hdr.vlan_id = 0;
+	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), 0, &ev), 0);
+	cr_expect(ev.has_vlan);
+	cr_expect_eq(ev.vlan_id, 0);
+}
+
+Test(event_decode, http)
+{
+	struct loupe_event_http rec;
+
+	memset(&rec, 0, sizeof(rec));
+	fill_hdr(&rec.hdr, LOUPE_EV_HTTP_REQUEST);
+	strcpy(rec.method, "GET");
+	SET_STR(rec.path, rec.path_len, "/index.html?q=1");
+	SET_STR(rec.host, rec.host_len, "example.com:8080");
+	rec.flags = LOUPE_L7F_PATH_TRUNCATED;
+	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), 0, &ev), 0);
+	cr_expect_eq(ev.kind, LOUPE_EV_HTTP_REQUEST);
+	cr_expect_eq(ev.time_ns, TS_NS);
+	cr_expect_str_eq(ev.http.method, "GET");
+	cr_expect_str_eq(ev.http.path, "/index.html?q=1");
+	cr_expect_str_eq(ev.http.host, "example.com:8080");
+	cr_expect(ev.http.path_truncated);
+	cr_expect_not(ev.http.host_truncated);
+
+	/* a missing Host header: empty host */
+	memset(rec.host, 0, sizeof(rec.host));
+	rec.host_len = 0;
+	rec.flags = LOUPE_L7F_HOST_MISSING | LOUPE_L7F_HOST_TRUNCATED;
+	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), 0, &ev), 0);
+	cr_expect_str_eq(ev.http.host, "");
+	cr_expect_not(ev.http.path_truncated);
+	cr_expect(ev.http.host_truncated);
+}
+
+Test(event_decode, http_strings_not_trusted)
+{
+	struct loupe_event_http rec;
+
+	memset(&rec, 0, sizeof(rec));
+	fill_hdr(&rec.hdr, LOUPE_EV_HTTP_REQUEST);
+
+	/* no terminator anywhere: cut at the buffer's last byte, and said so */
+	memset(rec.method, 'M', sizeof(rec.method));
+	memset(rec.path, 'p', sizeof(rec.path));
+	rec.path_len = sizeof(rec.path);
+	memset(rec.host, 'h', sizeof(rec.host));
+	rec.host_len = sizeof(rec.host);
+	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), 0, &ev), 0);
+	cr_expect_eq(strlen(ev.http.method), sizeof(rec.method) - 1);
+	cr_expect_eq(strlen(ev.http.path), sizeof(rec.path) - 1);
+	cr_expect_eq(ev.http.path[0], 'p');
+	cr_expect_eq(strlen(ev.http.host), sizeof(rec.host) - 1);
+	cr_expect(ev.http.path_truncated);
+	cr_expect(ev.http.host_truncated);
+
+	/* the length field wins over the bytes behind it, and the first NUL over both */
+	memset(rec.path, 'p', sizeof(rec.path));
+	memcpy(rec.path, "/abcdef", 7);
+	rec.path_len = 3;
+	memset(rec.host, 0, sizeof(rec.host));
+	memcpy(rec.host, "ab\0cd", 5);
+	rec.host_len = 5;
+	strcpy(rec.method, "POST");
+	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), 0, &ev), 0);
+	cr_expect_str_eq(ev.http.method, "POST");
+	cr_expect_str_eq(ev.http.path, "/ab");
+	cr_expect_str_eq(ev.http.host, "ab");
+	cr_expect_not(ev.http.path_truncated);
+	cr_expect_not(ev.http.host_truncated);
+}
+
+Test(event_decode, http_length_fields_oversize)
+{
+	struct loupe_event_http rec;
+
+	memset(&rec, 0, sizeof(rec));
+	fill_hdr(&rec.hdr, LOUPE_EV_HTTP_REQUEST);
+	SET_STR(rec.path, rec.path_len, "/x");
+	rec.path_len = sizeof(rec.path) + 1;
+	expect_rejected(&rec, sizeof(rec));
+
+	SET_STR(rec.path, rec.path_len, "/x");
+	rec.host_len = 0xffff;
+	expect_rejected(&rec, sizeof(rec));
+}
+
+Test(event_decode, tls)
+{
+	static const char alpn[] = "\x02h2\x08http/1.1";
+	struct loupe_event_tls rec;
+
+	memset(&rec, 0, sizeof(rec));
+	fill_hdr(&rec.hdr, LOUPE_EV_TLS_CLIENT_HELLO);
+	rec.hdr.dport = 443;
+	SET_STR(rec.sni, rec.sni_len, "example.org");
+	rec.legacy_version = 0x0303;
+	rec.max_version = 0x0304;
+	memcpy(rec.alpn, alpn, sizeof(alpn) - 1);
+	rec.alpn_len = sizeof(alpn) - 1;
+	rec.flags = LOUPE_L7F_TLS_REASSEMBLED;
+	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), 0, &ev), 0);
+	cr_expect_eq(ev.kind, LOUPE_EV_TLS_CLIENT_HELLO);
+	cr_expect_eq(ev.dport, 443);
+	cr_expect_str_eq(ev.tls.sni, "example.org");
+	cr_expect_eq(ev.tls.version, 0x0304);
+	cr_expect_eq(ev.tls.legacy_version, 0x0303);
+	cr_expect(ev.tls.reassembled);
+	cr_assert_eq(ev.tls.alpn_count, 2);
+	cr_expect_str_eq(ev.tls.alpn[0], "h2");
+	cr_expect_str_eq(ev.tls.alpn[1], "http/1.1");
+
+	/* no supported_versions: the legacy version stands */
+	rec.max_version = 0;
+	rec.flags = 0;
+	rec.alpn_len = 0;
+	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), 0, &ev), 0);
+	cr_expect_eq(ev.tls.version, 0x0303);
+	cr_expect_not(ev.tls.reassembled);
+	cr_expect_eq(ev.tls.alpn_count, 0);
+}
+
+Test(event_decode, tls_alpn_malformed)
+{
+	static const struct {
+		const char *name;
+		const char *list;
+		size_t len;
+		int count;
+		const char *first;
+	} rows[] = {
+		{ "entry longer than the list", "\x02h2\x09http/1.1", 12, 1, "h2" },
+		{ "cut list (ALPN_TRUNCATED)", "\x02h2\x08http/1", 10, 1, "h2" },
+		{ "empty entry stops", "\x00\x02h2", 4, 0, "" },
+		{ "empty entry after a good one", "\x02h2\x00\x02h3", 7, 1, "h2" },
+		{ "length byte only", "\x05", 1, 0, "" },
+		{ "NUL inside a name",
+		  "\x03"
+		  "a\0b",
+		  4, 1, "a" },
+	};
+	struct loupe_event_tls rec;
+
+	for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+		memset(&rec, 0, sizeof(rec));
+		fill_hdr(&rec.hdr, LOUPE_EV_TLS_CLIENT_HELLO);
+		memcpy(rec.alpn, rows[i].list, rows[i].len);
+		rec.alpn_len = (__u16)rows[i].len;
+		cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), 0, &ev), 0, "%s", rows[i].name);
+		cr_expect_eq(ev.tls.alpn_count, rows[i].count, "%s", rows[i].name);
+		if (rows[i].count)
+			cr_expect_str_eq(ev.tls.alpn[0], rows[i].first, "%s", rows[i].name);
+	}
+}
+
+Test(event_decode, tls_alpn_limits)
+{
+	struct loupe_event_tls rec;
+
+	/* ten one-letter names: the first LOUPE_EVENT_ALPN_MAX are kept */
+	memset(&rec, 0, sizeof(rec));
+	fill_hdr(&rec.hdr, LOUPE_EV_TLS_CLIENT_HELLO);
+	for (int i = 0; i < 10; i++) {
+		rec.alpn[2 * i] = 1;
+		rec.alpn[2 * i + 1] = (__u8)('a' + i);
+	}
+	rec.alpn_len = 20;
+	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), 0, &ev), 0);
+	cr_assert_eq(ev.tls.alpn_count, LOUPE_EVENT_ALPN_MAX);
+	cr_expect_str_eq(ev.tls.alpn[0], "a");
+	cr_expect_str_eq(ev.tls.alpn[7], "h");
+
+	/* one name filling the whole list: 63 bytes */
+	memset(rec.alpn, 'z', sizeof(rec.alpn));
+	rec.alpn[0] = sizeof(rec.alpn) - 1;
+	rec.alpn_len = sizeof(rec.alpn);
+	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), 0, &ev), 0);
+	cr_assert_eq(ev.tls.alpn_count, 1);
+	cr_expect_eq(strlen(ev.tls.alpn[0]), sizeof(rec.alpn) - 1);
+
+	rec.alpn_len = sizeof(rec.alpn) + 1;
+	expect_rejected(&rec, sizeof(rec));
+}
+
+Test(event_decode, tls_sni)
+{
+	struct loupe_event_tls rec;
+
+	memset(&rec, 0, sizeof(rec));
+	fill_hdr(&rec.hdr, LOUPE_EV_TLS_CLIENT_HELLO);
+	memset(rec.sni, 'x', sizeof(rec.sni));
+	rec.sni_len = sizeof(rec.sni);
+	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), 0, &ev), 0);
+	cr_expect_eq(strlen(ev.tls.sni), sizeof(rec.sni) - 1);
+
+	rec.sni_len = 4;
+	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), 0, &ev), 0);
+	cr_expect_str_eq(ev.tls.sni, "xxxx");
+
+	rec.sni_len = sizeof(rec.sni) + 1;
+	expect_rejected(&rec, sizeof(rec));
+}
+
+Test(event_decode, dns)
+{
+	struct loupe_event_dns rec;
+
+	memset(&rec, 0, sizeof(rec));
+	fill_hdr(&rec.hdr, LOUPE_EV_DNS_QUERY);
+	rec.hdr.protocol = 17;
+	rec.hdr.dport = 53;
+	SET_STR(rec.qname, rec.qname_len, "www.example.com");
+	rec.qtype = 28;
+	rec.qclass = 1;
+	rec.id = 0x1234;
+	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), 0, &ev), 0);
+	cr_expect_eq(ev.kind, LOUPE_EV_DNS_QUERY);
+	cr_expect_str_eq(ev.dns.qname, "www.example.com");
+	cr_expect_eq(ev.dns.qtype, 28);
+	cr_expect_eq(ev.dns.qclass, 1);
+	cr_expect_eq(ev.dns.id, 0x1234);
+	cr_expect_not(ev.dns.name_invalid);
+	cr_expect_not(ev.dns.tcp);
+
+	rec.flags = LOUPE_L7F_DNS_NAME_INVALID | LOUPE_L7F_DNS_OVER_TCP;
+	memset(rec.qname, 0, sizeof(rec.qname));
+	rec.qname_len = 0;
+	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), 0, &ev), 0);
+	cr_expect_str_eq(ev.dns.qname, "");
+	cr_expect(ev.dns.name_invalid);
+	cr_expect(ev.dns.tcp);
+
+	memset(rec.qname, 'a', sizeof(rec.qname));
+	rec.qname_len = sizeof(rec.qname);
+	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), 0, &ev), 0);
+	cr_expect_eq(strlen(ev.dns.qname), sizeof(rec.qname) - 1);
+
+	rec.qname_len = sizeof(rec.qname) + 1;
+	expect_rejected(&rec, sizeof(rec));
+}
+
+Test(event_decode, wrong_size)
+{
+	static union {
+		struct loupe_event_flow flow;
+		struct loupe_event_http http;
+		struct loupe_event_tls tls;
+		struct loupe_event_dns dns;
+		char bytes[2048];
+	} rec;
+	static const struct {
+		enum loupe_event_kind kind;
+		size_t size;
+	} rows[] = {
+		{ LOUPE_EV_FLOW_START, sizeof(struct loupe_event_flow) },
+		{ LOUPE_EV_HTTP_REQUEST, sizeof(struct loupe_event_http) },
+		{ LOUPE_EV_TLS_CLIENT_HELLO, sizeof(struct loupe_event_tls) },
+		{ LOUPE_EV_DNS_QUERY, sizeof(struct loupe_event_dns) },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+		memset(&rec, 0, sizeof(rec));
+		fill_hdr(&rec.flow.hdr, rows[i].kind);
+		cr_expect_eq(loupe_event_decode(&rec, rows[i].size, 0, &ev), 0, "kind %d",
+			     rows[i].kind);
+		expect_rejected(&rec, rows[i].size - 1);
+		expect_rejected(&rec, rows[i].size + 1);
+		expect_rejected(&rec, rows[i].size + 8);
+		expect_rejected(&rec, sizeof(struct loupe_event_hdr));
+		expect_rejected(&rec, sizeof(struct loupe_event_hdr) - 1);
+		expect_rejected(&rec, 0);
+	}
+	/* the HTTP record's size with a FLOW_START header */
+	fill_hdr(&rec.flow.hdr, LOUPE_EV_FLOW_START);
+	expect_rejected(&rec, sizeof(struct loupe_event_http));
+	expect_rejected(NULL, sizeof(struct loupe_event_flow));
+}
+
+Test(event_decode, unknown_kind)
+{
+	static const unsigned kinds[] = {
+		LOUPE_EV_UNSPECIFIED, LOUPE_EV_FLOW_END, LOUPE_EV_LOST, LOUPE_EV_KIND_MAX, 0xffff,
+	};
+	struct loupe_event_flow rec;
+
+	for (size_t i = 0; i < ARRAY_SIZE(kinds); i++) {
+		memset(&rec, 0, sizeof(rec));
+		fill_hdr(&rec.hdr, LOUPE_EV_FLOW_START);
+		rec.hdr.kind = (__u16)kinds[i];
+		expect_rejected(&rec, sizeof(rec));
+		expect_rejected(&rec, sizeof(rec.hdr));
+	}
+}
+
+Test(event_decode, unaligned_record)
+{
+	static char buf[sizeof(struct loupe_event_dns) + 1];
+	struct loupe_event_dns rec;
+
+	memset(&rec, 0, sizeof(rec));
+	fill_hdr(&rec.hdr, LOUPE_EV_DNS_QUERY);
+	SET_STR(rec.qname, rec.qname_len, "a.b");
+	memcpy(buf + 1, &rec, sizeof(rec));
+	cr_assert_eq(loupe_event_decode(buf + 1, sizeof(rec), 0, &ev), 0);
+	cr_expect_str_eq(ev.dns.qname, "a.b");
+}
+
+Test(event, kind_names)
+{
+	static const char *const want[] = {
+		"EVENT_KIND_UNSPECIFIED", "FLOW_START", "FLOW_END",	  "HTTP_REQUEST",
+		"TLS_CLIENT_HELLO",	  "DNS_QUERY",	"POLICY_VERDICT", "REWRITE",
+		"RATE_LIMITED",		  "LOST",	"AGENT",
+	};
+
+	cr_assert_eq(ARRAY_SIZE(want), LOUPE_EV_KIND_MAX);
+	for (size_t i = 0; i < ARRAY_SIZE(want); i++)
+		cr_expect_str_eq(loupe_event_kind_name((enum loupe_event_kind)i), want[i]);
+	errno = 0;
+	cr_expect_null(loupe_event_kind_name(LOUPE_EV_KIND_MAX));
+	cr_expect_eq(errno, EINVAL);
+	cr_expect_null(loupe_event_kind_name((enum loupe_event_kind) - 1));
+}
+
+Test(event, format_addr)
+{
+	static const uint8_t v6[16] = { 0x20, 0x01, 0x0d, 0xb8, [15] = 1 };
+	static const uint8_t mapped[16] = { [10] = 0xff, [11] = 0xff, 10, 0, 0, 254 };
+	struct loupe_event e;
+	char buf[LOUPE_EVENT_ADDR_MAX];
+
+	memset(&e, 0, sizeof(e));
+	e.has_ip = true;
+	memcpy(e.saddr, mapped, 16);
+	memcpy(e.daddr, v6, 16);
+
+	cr_expect_eq(loupe_event_format_addr(&e, true, buf, sizeof(buf)), 0);
+	cr_expect_str_eq(buf, "10.0.0.254");
+	/* an IPv4 event whose address is not mapped: shown as it is */
+	cr_expect_eq(loupe_event_format_addr(&e, false, buf, sizeof(buf)), 0);
+	cr_expect_str_eq(buf, "2001:db8::1");
+
+	e.ipv6 = true;
+	cr_expect_eq(loupe_event_format_addr(&e, false, buf, sizeof(buf)), 0);
+	cr_expect_str_eq(buf, "2001:db8::1");
+	/* a mapped address inside an IPv6 packet stays IPv6 */
+	cr_expect_eq(loupe_event_format_addr(&e, true, buf, sizeof(buf)), 0);
+	cr_expect_str_eq(buf, "::ffff:10.0.0.254");
+
+	cr_expect_eq(loupe_event_format_addr(&e, false, buf, 4), -ENOSPC);
+	e.ipv6 = false;
+	cr_expect_eq(loupe_event_format_addr(&e, true, buf, 10), -ENOSPC);
+	cr_expect_eq(loupe_event_format_addr(&e, true, buf, 11), 0);
+	cr_expect_str_eq(buf, "10.0.0.254");
+
+	e.has_ip = false;
+	cr_expect_eq(loupe_event_format_addr(&e, true, buf, sizeof(buf)), -EINVAL);
+}
