@@ -20,7 +20,15 @@ enum loupe_l7_kind {
 	LOUPE_L7_NONE,
 	LOUPE_L7_HTTP,
 	LOUPE_L7_TLS,
+	LOUPE_L7_TLS_MORE, /* the next segment of a ClientHello being reassembled */
 	LOUPE_L7_DNS,
+};
+
+/* What loupe_l7_report() did, for the flow's state. */
+enum loupe_l7_result {
+	LOUPE_L7_NOTHING = 0,
+	LOUPE_L7_REPORTED = 1,
+	LOUPE_L7_PENDING = 2, /* part of a message: waiting for the next segment */
 };
 
 /* The first four payload bytes, little-endian; 0 when there are fewer. */
@@ -58,8 +66,11 @@ static __always_inline enum loupe_l7_kind loupe_l7_classify(struct __sk_buff *sk
 		return dns_port ? LOUPE_L7_DNS : LOUPE_L7_NONE;
 	if (pkt->protocol != IPPROTO_TCP)
 		return LOUPE_L7_NONE;
-	if (flow && (flow->state & LOUPE_FLOW_TLS_SEEN))
-		return LOUPE_L7_NONE; /* the rest of the connection is ciphertext */
+	if (flow && (flow->state & (LOUPE_FLOW_TLS_SEEN | LOUPE_FLOW_TLS_PENDING))) {
+		if (flow->state & LOUPE_FLOW_TLS_SEEN)
+			return LOUPE_L7_NONE; /* the rest of the connection is ciphertext */
+		return LOUPE_L7_TLS_MORE;
+	}
 	if (dns_port)
 		return LOUPE_L7_DNS;
 	first4 = loupe_payload_first4(skb, pkt);
@@ -78,48 +89,68 @@ __noinline int loupe_l7_report(struct __sk_buff *skb, int kind, int dir, __u64 n
 {
 	struct loupe_counters *cnt = loupe_counters_get();
 	struct loupe_scratch *s = loupe_scratch_get();
+	struct loupe_flow_key key __attribute__((aligned(8)));
 	const struct loupe_pkt *pkt;
+	struct loupe_tls_pending *pending;
 	__u32 head_len;
 
 	if (!s || !cnt || !skb)
-		return 0;
+		return LOUPE_L7_NOTHING;
 	pkt = &s->pkt;
-	head_len = loupe_l7_load_head(skb, pkt, s);
-	if (!head_len)
-		return 0;
 
 	switch (kind) {
 	case LOUPE_L7_HTTP:
-		if (!loupe_http_parse(skb, pkt, s, head_len))
+		head_len = loupe_l7_load_head(skb, pkt, s, LOUPE_HTTP_SCAN_MAX);
+		if (!head_len || !loupe_http_parse(skb, pkt, s, head_len))
 			break;
 		loupe_event_hdr_fill(&s->ev.hdr, skb, pkt, LOUPE_EV_HTTP_REQUEST, dir, now);
 		loupe_event_submit(cnt, &s->ev.http,
 				   loupe_record_size(offsetof(struct loupe_event_http, path),
 						     s->ev.http.path_len, sizeof(s->ev.http)),
 				   LOUPE_EV_HTTP_REQUEST);
-		return 1;
+		return LOUPE_L7_REPORTED;
 	case LOUPE_L7_TLS:
-		if (!loupe_tls_parse(skb, pkt, s, head_len))
+		if (!loupe_l7_load_head(skb, pkt, s, LOUPE_L7_BUF_MAX))
 			break;
+		if (loupe_tls_start_pending(skb, pkt, s, dir))
+			return LOUPE_L7_PENDING;
+		if (!loupe_tls_parse(skb, pkt, s, &s->head))
+			break;
+		goto report_tls;
+	case LOUPE_L7_TLS_MORE:
+		loupe_tls_pending_key(&key, pkt, dir);
+		pending = bpf_map_lookup_elem(&loupe_tls_pending, &key);
+		if (!pending)
+			break; /* evicted: give up on this ClientHello */
+		if (!loupe_tls_append(skb, pkt, pending))
+			return LOUPE_L7_PENDING;
+		if (!loupe_tls_parse(skb, pkt, s, &pending->buf)) {
+			bpf_map_delete_elem(&loupe_tls_pending, &key);
+			break;
+		}
+		s->ev.tls.flags |= LOUPE_L7F_TLS_REASSEMBLED;
+		bpf_map_delete_elem(&loupe_tls_pending, &key);
+report_tls:
 		loupe_event_hdr_fill(&s->ev.hdr, skb, pkt, LOUPE_EV_TLS_CLIENT_HELLO, dir, now);
 		loupe_event_submit(cnt, &s->ev.tls,
 				   loupe_record_size(offsetof(struct loupe_event_tls, sni),
 						     s->ev.tls.sni_len, sizeof(s->ev.tls)),
 				   LOUPE_EV_TLS_CLIENT_HELLO);
-		return 1;
+		return LOUPE_L7_REPORTED;
 	case LOUPE_L7_DNS:
-		if (!loupe_dns_parse(skb, pkt, s, head_len))
+		head_len = loupe_l7_load_head(skb, pkt, s, LOUPE_L7_BUF_MAX);
+		if (!head_len || !loupe_dns_parse(skb, pkt, s, head_len))
 			break;
 		loupe_event_hdr_fill(&s->ev.hdr, skb, pkt, LOUPE_EV_DNS_QUERY, dir, now);
 		loupe_event_submit(cnt, &s->ev.dns,
 				   loupe_record_size(offsetof(struct loupe_event_dns, qname),
 						     s->ev.dns.qname_len, sizeof(s->ev.dns)),
 				   LOUPE_EV_DNS_QUERY);
-		return 1;
+		return LOUPE_L7_REPORTED;
 	default:
 		break;
 	}
-	return 0;
+	return LOUPE_L7_NOTHING;
 }
 
 static __always_inline int loupe_handle(struct __sk_buff *skb, __u8 dir)
@@ -155,8 +186,14 @@ static __always_inline int loupe_handle(struct __sk_buff *skb, __u8 dir)
 		if (!s)
 			goto count;
 		s->pkt = pkt;
-		if (loupe_l7_report(skb, kind, dir, now) && kind == LOUPE_L7_TLS && flow)
-			flow->state |= LOUPE_FLOW_TLS_SEEN;
+		ret = loupe_l7_report(skb, kind, dir, now);
+		if (flow && (kind == LOUPE_L7_TLS || kind == LOUPE_L7_TLS_MORE)) {
+			flow->state &= ~LOUPE_FLOW_TLS_PENDING;
+			if (ret == LOUPE_L7_PENDING)
+				flow->state |= LOUPE_FLOW_TLS_PENDING;
+			else if (ret == LOUPE_L7_REPORTED)
+				flow->state |= LOUPE_FLOW_TLS_SEEN;
+		}
 	}
 count:
 	dir &= 1;

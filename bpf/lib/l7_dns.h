@@ -37,7 +37,7 @@ static __always_inline int loupe_dns_read_name(struct loupe_scratch *s, __u32 ms
 
 		if (pos >= head_len)
 			return LOUPE_DNS_NAME_TRUNCATED;
-		c = loupe_head_u8(s, pos);
+		c = loupe_buf_u8(&s->head, pos);
 		if (rem) {
 			if (o >= LOUPE_DNS_NAME_MAX - 2)
 				return LOUPE_DNS_NAME_INVALID;
@@ -58,7 +58,7 @@ static __always_inline int loupe_dns_read_name(struct loupe_scratch *s, __u32 ms
 
 			if (pos + 1 >= head_len)
 				return LOUPE_DNS_NAME_TRUNCATED;
-			target = msg_off + (((c & 0x3f) << 8) | loupe_head_u8(s, pos + 1));
+			target = msg_off + (((c & 0x3f) << 8) | loupe_buf_u8(&s->head, pos + 1));
 			if (!LOUPE_CUR_GET(s, jumps))
 				LOUPE_CUR_SET(s, end, pos + 2);
 			/* only backwards, and not forever: a pointer loop is an invalid name */
@@ -97,17 +97,17 @@ static __always_inline int loupe_dns_parse(struct __sk_buff *skb, const struct l
 	if (head_len < msg + LOUPE_DNS_HDR_LEN + 1)
 		return 0;
 	/* over TCP, the length prefix must say the query ends within this segment */
-	if (msg && ((loupe_head_u8(s, 0) << 8) | loupe_head_u8(s, 1)) > pkt->payload_len - 2)
+	if (msg && ((loupe_buf_u8(&s->head, 0) << 8) | loupe_buf_u8(&s->head, 1)) > pkt->payload_len - 2)
 		return 0;
 	/* QR = 0 (a query), opcode QUERY (0), at least one question */
-	if (loupe_head_u8(s, msg + 2) & 0xf8)
+	if (loupe_buf_u8(&s->head, msg + 2) & 0xf8)
 		return 0;
-	qdcount = (loupe_head_u8(s, msg + 4) << 8) | loupe_head_u8(s, msg + 5);
+	qdcount = (loupe_buf_u8(&s->head, msg + 4) << 8) | loupe_buf_u8(&s->head, msg + 5);
 	if (qdcount == 0)
 		return 0;
 
 	ev->flags = msg ? LOUPE_L7F_DNS_OVER_TCP : 0;
-	ev->id = (loupe_head_u8(s, msg) << 8) | loupe_head_u8(s, msg + 1);
+	ev->id = (loupe_buf_u8(&s->head, msg) << 8) | loupe_buf_u8(&s->head, msg + 1);
 	ev->qtype = 0;
 	ev->qclass = 0;
 	ev->qname_len = 0;
@@ -129,8 +129,8 @@ static __always_inline int loupe_dns_parse(struct __sk_buff *skb, const struct l
 	/* the type follows the name's end in the question, known once a pointer was met */
 	end = LOUPE_CUR_GET(s, end);
 	if (end && end + 4 <= head_len) {
-		ev->qtype = (loupe_head_u8(s, end) << 8) | loupe_head_u8(s, end + 1);
-		ev->qclass = (loupe_head_u8(s, end + 2) << 8) | loupe_head_u8(s, end + 3);
+		ev->qtype = (loupe_buf_u8(&s->head, end) << 8) | loupe_buf_u8(&s->head, end + 1);
+		ev->qclass = (loupe_buf_u8(&s->head, end + 2) << 8) | loupe_buf_u8(&s->head, end + 3);
 	}
 	return 1;
 }

@@ -83,8 +83,8 @@ static __always_inline void loupe_http_find_path_end(struct loupe_scratch *s, __
 
 		if (pos >= head_len)
 			break;
-		t = loupe_bytes_equal(loupe_head_u64(s, pos), LOUPE_LANES(' ')) |
-		    loupe_bytes_equal(loupe_head_u64(s, pos), LOUPE_LANES('\r'));
+		t = loupe_bytes_equal(loupe_buf_u64(&s->head, pos), LOUPE_LANES(' ')) |
+		    loupe_bytes_equal(loupe_buf_u64(&s->head, pos), LOUPE_LANES('\r'));
 		if (t) {
 			pos += loupe_first_flagged_byte(t);
 			if (pos < head_len)
@@ -111,7 +111,7 @@ static __always_inline int loupe_http_find_host(struct loupe_scratch *s, __u32 h
 
 		if (pos >= head_len)
 			return 0;
-		t = loupe_bytes_equal(loupe_head_u64(s, pos), LOUPE_LANES('\n'));
+		t = loupe_bytes_equal(loupe_buf_u64(&s->head, pos), LOUPE_LANES('\n'));
 		if (!t) {
 			LOUPE_CUR_SET(s, pos, pos + 8);
 			continue;
@@ -119,7 +119,7 @@ static __always_inline int loupe_http_find_host(struct loupe_scratch *s, __u32 h
 		pos += loupe_first_flagged_byte(t) + 1; /* the next line */
 		if (pos >= head_len)
 			return 0;
-		line = loupe_head_u64(s, pos);
+		line = loupe_buf_u64(&s->head, pos);
 		if ((__u8)line == '\n' || (__u16)line == ('\r' | ('\n' << 8)))
 			return 0; /* empty line: end of the header block */
 		if (pos + 5 <= head_len && ((__u32)line | 0x20202020) == LOUPE_STR4('h', 'o', 's', 't') &&
@@ -146,7 +146,7 @@ static __always_inline void loupe_http_trim_value(struct loupe_scratch *s, __u32
 
 		if (pos >= head_len)
 			break;
-		c = loupe_head_u8(s, pos);
+		c = loupe_buf_u8(&s->head, pos);
 		if (c != ' ' && c != '\t')
 			break;
 		LOUPE_CUR_SET(s, start, pos + 1);
@@ -160,7 +160,7 @@ static __always_inline void loupe_http_trim_value(struct loupe_scratch *s, __u32
 
 		if (pos >= head_len)
 			break;
-		w = loupe_head_u64(s, pos);
+		w = loupe_buf_u64(&s->head, pos);
 		t = loupe_bytes_equal(w, LOUPE_LANES('\r')) | loupe_bytes_equal(w, LOUPE_LANES('\n'));
 		if (t) {
 			pos += loupe_first_flagged_byte(t);
@@ -177,7 +177,7 @@ static __always_inline void loupe_http_trim_value(struct loupe_scratch *s, __u32
 
 		if (end <= LOUPE_CUR_GET(s, start))
 			break;
-		c = loupe_head_u8(s, end - 1);
+		c = loupe_buf_u8(&s->head, end - 1);
 		if (c != ' ' && c != '\t')
 			break;
 		LOUPE_CUR_SET(s, end, end - 1);
@@ -197,7 +197,7 @@ static __always_inline int loupe_http_parse(struct __sk_buff *skb, const struct 
 
 	if (head_len < 8)
 		return 0;
-	w = loupe_head_u64(s, 0);
+	w = loupe_buf_u64(&s->head, 0);
 	mlen = loupe_http_method_len(w);
 	if (!mlen)
 		return 0;
@@ -220,7 +220,7 @@ static __always_inline int loupe_http_parse(struct __sk_buff *skb, const struct 
 	}
 	ev->path_len = len;
 	LOUPE_CUR_SET(s, out, len);
-	loupe_l7_copy_head_str(s, ev->path, LOUPE_HTTP_PATH_MAX);
+	loupe_l7_copy_str(skb, pkt, s, &s->head, ev->path, LOUPE_HTTP_PATH_MAX);
 
 	ev->host[0] = 0;
 	ev->host_len = 0;
@@ -240,7 +240,7 @@ static __always_inline int loupe_http_parse(struct __sk_buff *skb, const struct 
 	}
 	ev->host_len = len;
 	LOUPE_CUR_SET(s, out, len);
-	loupe_l7_copy_head_str(s, ev->host, LOUPE_HTTP_HOST_MAX);
+	loupe_l7_copy_str(skb, pkt, s, &s->head, ev->host, LOUPE_HTTP_HOST_MAX);
 	return 1;
 }
 

@@ -57,11 +57,35 @@ struct loupe_l7_cursor {
 	__u32 pad;
 };
 
+/*
+ * Payload bytes an L7 parser reads from: the head of one segment (scratch), or a message
+ * reassembled from several (loupe_tls_pending). Reads at [len, total) go to the packet.
+ */
+struct loupe_l7_buf {
+	__u32 len; /* bytes held in data */
+	__u32 total; /* bytes of payload the parser may read */
+	__u8 data[LOUPE_L7_BUF_MAX + 16]; /* slack: word loads may read past len */
+};
+
+/* A ClientHello whose record did not fit its first segment. */
+struct loupe_tls_pending {
+	__u32 next_seq; /* TCP sequence number of the next byte expected */
+	__u32 need; /* bytes of the record, header included (cut to LOUPE_L7_BUF_MAX) */
+	struct loupe_l7_buf buf;
+	__u8 slack[LOUPE_L7_BUF_MAX]; /* lets an append at any masked offset stay in bounds */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, LOUPE_TLS_PENDING_MAX);
+	__type(key, struct loupe_flow_key);
+	__type(value, struct loupe_tls_pending);
+} loupe_tls_pending SEC(".maps");
+
 struct loupe_scratch {
-	__u8 head[LOUPE_HTTP_SCAN_MAX + 16]; /* slack: word loads may read past the copied bytes */
+	struct loupe_l7_buf head; /* the head of the segment being parsed */
 	struct loupe_pkt pkt; /* the packet being parsed, handed to the L7 parsers */
-	__u32 head_len;
-	__u32 pad;
+	struct loupe_tls_pending pending; /* a new reassembly, before it goes to the map */
 	struct loupe_l7_cursor cur;
 	union {
 		struct loupe_event_hdr hdr;

@@ -50,6 +50,7 @@ struct loupe_pkt {
 	__be16 dport;
 	__u32 payload_off; /* from skb->data */
 	__u32 payload_len; /* what the headers claim, cut to the bytes present */
+	__u32 tcp_seq; /* host order */
 	__u16 flags; /* LOUPE_EVF_* */
 	__u16 vlan_id;
 	__u16 inner_vlan_id;
@@ -96,6 +97,7 @@ static __always_inline int loupe_parse_l4(struct loupe_pkt *pkt, void *data, voi
 		pkt->sport = th->source;
 		pkt->dport = th->dest;
 		pkt->tcp_flags = ((__u8 *)th)[13];
+		pkt->tcp_seq = bpf_ntohl(th->seq);
 		pkt->has_l4 = 1;
 		hlen = th->doff * 4;
 		if (hlen < sizeof(*th))

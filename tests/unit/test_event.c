@@ -5,6 +5,7 @@
  * JSON (test_event_pb.c) nor for records made by the real datapath (tests/bpf).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 
 #include <criterion/criterion.h>
@@ -369,24 +370,31 @@ Test(event_decode, wrong_size)
 		struct loupe_event_dns dns;
 		char bytes[2048];
 	} rec;
+	/* records with a string at their end may stop after that string's NUL */
 	static const struct {
 		enum loupe_event_kind kind;
-		size_t size;
+		size_t min, max;
 	} rows[] = {
-		{ LOUPE_EV_FLOW_START, sizeof(struct loupe_event_flow) },
-		{ LOUPE_EV_HTTP_REQUEST, sizeof(struct loupe_event_http) },
-		{ LOUPE_EV_TLS_CLIENT_HELLO, sizeof(struct loupe_event_tls) },
-		{ LOUPE_EV_DNS_QUERY, sizeof(struct loupe_event_dns) },
+		{ LOUPE_EV_FLOW_START, sizeof(struct loupe_event_flow),
+		  sizeof(struct loupe_event_flow) },
+		{ LOUPE_EV_HTTP_REQUEST, offsetof(struct loupe_event_http, path) + 1,
+		  sizeof(struct loupe_event_http) },
+		{ LOUPE_EV_TLS_CLIENT_HELLO, offsetof(struct loupe_event_tls, sni) + 1,
+		  sizeof(struct loupe_event_tls) },
+		{ LOUPE_EV_DNS_QUERY, offsetof(struct loupe_event_dns, qname) + 1,
+		  sizeof(struct loupe_event_dns) },
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
 		memset(&rec, 0, sizeof(rec));
 		fill_hdr(&rec.flow.hdr, rows[i].kind);
-		cr_expect_eq(loupe_event_decode(&rec, rows[i].size, 0, &ev), 0, "kind %d",
+		cr_expect_eq(loupe_event_decode(&rec, rows[i].max, 0, &ev), 0, "kind %d",
 			     rows[i].kind);
-		expect_rejected(&rec, rows[i].size - 1);
-		expect_rejected(&rec, rows[i].size + 1);
-		expect_rejected(&rec, rows[i].size + 8);
+		cr_expect_eq(loupe_event_decode(&rec, rows[i].min, 0, &ev), 0, "kind %d, short",
+			     rows[i].kind);
+		expect_rejected(&rec, rows[i].min - 1);
+		expect_rejected(&rec, rows[i].max + 1);
+		expect_rejected(&rec, rows[i].max + 8);
 		expect_rejected(&rec, sizeof(struct loupe_event_hdr));
 		expect_rejected(&rec, sizeof(struct loupe_event_hdr) - 1);
 		expect_rejected(&rec, 0);

@@ -18,6 +18,7 @@
 #define LOUPE_MAP_FLOWS6       "loupe_flows6"
 #define LOUPE_MAP_EVENTS       "loupe_events"
 #define LOUPE_MAP_COUNTERS     "loupe_counters"
+#define LOUPE_MAP_TLS_PENDING  "loupe_tls_pending"
 #define LOUPE_PROG_POD_EGRESS  "loupe_pod_egress"
 #define LOUPE_PROG_POD_INGRESS "loupe_pod_ingress"
 
@@ -27,12 +28,15 @@
 /*
  * Limits of what the datapath keeps from L7. A longer value is cut at the limit and the
  * event says so (LOUPE_L7F_*_TRUNCATED). The HTTP Host header is searched for in the first
- * LOUPE_HTTP_SCAN_MAX bytes of the segment that carries the request line.
+ * LOUPE_HTTP_SCAN_MAX bytes of the segment that carries the request line. A ClientHello
+ * spread over several segments is reassembled up to LOUPE_L7_BUF_MAX bytes.
  */
 #define LOUPE_HTTP_METHOD_MAX 8	  /* "OPTIONS" + NUL */
 #define LOUPE_HTTP_PATH_MAX   256 /* kept: up to 255 bytes of the request target */
 #define LOUPE_HTTP_HOST_MAX   256
 #define LOUPE_HTTP_SCAN_MAX   1024 /* power of two */
+#define LOUPE_L7_BUF_MAX      2048 /* power of two: payload bytes parsed from one buffer */
+#define LOUPE_TLS_PENDING_MAX 1024 /* ClientHellos being reassembled at once */
 #define LOUPE_TLS_SNI_MAX     256
 #define LOUPE_TLS_ALPN_MAX    64 /* the raw ALPN protocol list, wire format */
 #define LOUPE_DNS_NAME_MAX    256 /* dotted presentation, at most 253 characters + NUL */
@@ -132,6 +136,7 @@ struct loupe_flow_key {
 enum loupe_flow_state {
 	LOUPE_FLOW_TLS_SEEN = 1 << 0, /* a ClientHello was reported: the rest is ciphertext */
 	LOUPE_FLOW_DNS_SEEN = 1 << 1,
+	LOUPE_FLOW_TLS_PENDING = 1 << 2, /* a ClientHello is being reassembled */
 };
 
 /*
