@@ -24,7 +24,7 @@ enum loupe_l7_kind {
 	LOUPE_L7_DNS,
 };
 
-/* What loupe_l7_report() did, for the flow's state. */
+/* What an L7 handler did, for the flow's state. */
 enum loupe_l7_result {
 	LOUPE_L7_NOTHING = 0,
 	LOUPE_L7_REPORTED = 1,
@@ -32,7 +32,8 @@ enum loupe_l7_result {
 };
 
 /* The first four payload bytes, little-endian; 0 when there are fewer. */
-static __always_inline __u32 loupe_payload_first4(struct __sk_buff *skb, const struct loupe_pkt *pkt)
+static __always_inline __u32 loupe_payload_first4(struct __sk_buff *skb,
+						  const struct loupe_pkt *pkt)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
@@ -52,12 +53,11 @@ static __always_inline __u32 loupe_payload_first4(struct __sk_buff *skb, const s
 }
 
 /* Which parser, if any, the payload deserves: decided from ports and four bytes. */
-static __always_inline enum loupe_l7_kind loupe_l7_classify(struct __sk_buff *skb,
-							    const struct loupe_pkt *pkt,
-							    const struct loupe_flow *flow)
+static __always_inline enum loupe_l7_kind
+loupe_l7_classify(struct __sk_buff *skb, const struct loupe_pkt *pkt, const struct loupe_flow *flow)
 {
-	bool dns_port = pkt->sport == bpf_htons(LOUPE_DNS_PORT) ||
-			pkt->dport == bpf_htons(LOUPE_DNS_PORT);
+	bool dns_port =
+		pkt->sport == bpf_htons(LOUPE_DNS_PORT) || pkt->dport == bpf_htons(LOUPE_DNS_PORT);
 	__u32 first4;
 
 	if (!pkt->has_l4 || pkt->payload_len == 0)
@@ -82,89 +82,123 @@ static __always_inline enum loupe_l7_kind loupe_l7_classify(struct __sk_buff *sk
 }
 
 /*
- * A global function: the verifier checks it once, on its own, instead of once for every
- * state a caller reaches it in; the packet comes through scratch memory for the same reason.
+ * The L7 handlers are global functions: the verifier checks each once, on its own, instead
+ * of once for every state a caller reaches it in (and instead of once for every path through
+ * a shared tail). The packet comes through scratch memory (s->pkt) for the same reason.
  */
-__noinline int loupe_l7_report(struct __sk_buff *skb, int kind, int dir, __u64 now)
+__noinline int loupe_l7_http(struct __sk_buff *skb, int dir, __u64 now)
 {
 	struct loupe_counters *cnt = loupe_counters_get();
 	struct loupe_scratch *s = loupe_scratch_get();
-	struct loupe_flow_key key __attribute__((aligned(8)));
 	const struct loupe_pkt *pkt;
-	struct loupe_tls_pending *pending;
 	__u32 head_len;
 
 	if (!s || !cnt || !skb)
 		return LOUPE_L7_NOTHING;
 	pkt = &s->pkt;
+	head_len = loupe_l7_load_head(skb, pkt, s, LOUPE_HTTP_SCAN_MAX);
+	if (!head_len || !loupe_http_parse(skb, pkt, s, head_len))
+		return LOUPE_L7_NOTHING;
+	loupe_event_hdr_fill(&s->ev.hdr, skb, pkt, LOUPE_EV_HTTP_REQUEST, dir, now);
+	loupe_event_submit(cnt, &s->ev.http,
+			   loupe_record_size(offsetof(struct loupe_event_http, path),
+					     s->ev.http.path_len, sizeof(s->ev.http)),
+			   LOUPE_EV_HTTP_REQUEST);
+	return LOUPE_L7_REPORTED;
+}
 
-	switch (kind) {
-	case LOUPE_L7_HTTP:
-		head_len = loupe_l7_load_head(skb, pkt, s, LOUPE_HTTP_SCAN_MAX);
-		if (!head_len || !loupe_http_parse(skb, pkt, s, head_len))
-			break;
-		loupe_event_hdr_fill(&s->ev.hdr, skb, pkt, LOUPE_EV_HTTP_REQUEST, dir, now);
-		loupe_event_submit(cnt, &s->ev.http,
-				   loupe_record_size(offsetof(struct loupe_event_http, path),
-						     s->ev.http.path_len, sizeof(s->ev.http)),
-				   LOUPE_EV_HTTP_REQUEST);
-		return LOUPE_L7_REPORTED;
-	case LOUPE_L7_TLS:
+/* @more: this segment continues a ClientHello being reassembled. */
+__noinline int loupe_l7_tls(struct __sk_buff *skb, int more, int dir, __u64 now)
+{
+	struct loupe_counters *cnt = loupe_counters_get();
+	struct loupe_scratch *s = loupe_scratch_get();
+	struct loupe_flow_key key __attribute__((aligned(8)));
+	struct loupe_tls_pending *pending;
+	const struct loupe_pkt *pkt;
+
+	if (!s || !cnt || !skb)
+		return LOUPE_L7_NOTHING;
+	pkt = &s->pkt;
+
+	if (!more) {
 		if (!loupe_l7_load_head(skb, pkt, s, LOUPE_L7_BUF_MAX))
-			break;
+			return LOUPE_L7_NOTHING;
 		if (loupe_tls_start_pending(skb, pkt, s, dir))
 			return LOUPE_L7_PENDING;
 		if (!loupe_tls_parse(skb, pkt, s, &s->head))
-			break;
-		goto report_tls;
-	case LOUPE_L7_TLS_MORE:
+			return LOUPE_L7_NOTHING;
+	} else {
 		loupe_tls_pending_key(&key, pkt, dir);
 		pending = bpf_map_lookup_elem(&loupe_tls_pending, &key);
 		if (!pending)
-			break; /* evicted: give up on this ClientHello */
+			return LOUPE_L7_NOTHING; /* evicted: give up on this ClientHello */
 		if (!loupe_tls_append(skb, pkt, pending))
 			return LOUPE_L7_PENDING;
 		if (!loupe_tls_parse(skb, pkt, s, &pending->buf)) {
 			bpf_map_delete_elem(&loupe_tls_pending, &key);
-			break;
+			return LOUPE_L7_NOTHING;
 		}
 		s->ev.tls.flags |= LOUPE_L7F_TLS_REASSEMBLED;
 		bpf_map_delete_elem(&loupe_tls_pending, &key);
-report_tls:
-		loupe_event_hdr_fill(&s->ev.hdr, skb, pkt, LOUPE_EV_TLS_CLIENT_HELLO, dir, now);
-		loupe_event_submit(cnt, &s->ev.tls,
-				   loupe_record_size(offsetof(struct loupe_event_tls, sni),
-						     s->ev.tls.sni_len, sizeof(s->ev.tls)),
-				   LOUPE_EV_TLS_CLIENT_HELLO);
-		return LOUPE_L7_REPORTED;
-	case LOUPE_L7_DNS:
-		head_len = loupe_l7_load_head(skb, pkt, s, LOUPE_L7_BUF_MAX);
-		if (!head_len || !loupe_dns_parse(skb, pkt, s, head_len))
-			break;
-		loupe_event_hdr_fill(&s->ev.hdr, skb, pkt, LOUPE_EV_DNS_QUERY, dir, now);
-		loupe_event_submit(cnt, &s->ev.dns,
-				   loupe_record_size(offsetof(struct loupe_event_dns, qname),
-						     s->ev.dns.qname_len, sizeof(s->ev.dns)),
-				   LOUPE_EV_DNS_QUERY);
-		return LOUPE_L7_REPORTED;
-	default:
-		break;
 	}
-	return LOUPE_L7_NOTHING;
+	loupe_event_hdr_fill(&s->ev.hdr, skb, pkt, LOUPE_EV_TLS_CLIENT_HELLO, dir, now);
+	loupe_event_submit(cnt, &s->ev.tls,
+			   loupe_record_size(offsetof(struct loupe_event_tls, sni),
+					     s->ev.tls.sni_len, sizeof(s->ev.tls)),
+			   LOUPE_EV_TLS_CLIENT_HELLO);
+	return LOUPE_L7_REPORTED;
+}
+
+__noinline int loupe_l7_dns(struct __sk_buff *skb, int dir, __u64 now)
+{
+	struct loupe_counters *cnt = loupe_counters_get();
+	struct loupe_scratch *s = loupe_scratch_get();
+	const struct loupe_pkt *pkt;
+	__u32 head_len;
+
+	if (!s || !cnt || !skb)
+		return LOUPE_L7_NOTHING;
+	pkt = &s->pkt;
+	head_len = loupe_l7_load_head(skb, pkt, s, LOUPE_L7_BUF_MAX);
+	if (!head_len || !loupe_dns_parse(skb, pkt, s, head_len))
+		return LOUPE_L7_NOTHING;
+	loupe_event_hdr_fill(&s->ev.hdr, skb, pkt, LOUPE_EV_DNS_QUERY, dir, now);
+	loupe_event_submit(cnt, &s->ev.dns,
+			   loupe_record_size(offsetof(struct loupe_event_dns, qname),
+					     s->ev.dns.qname_len, sizeof(s->ev.dns)),
+			   LOUPE_EV_DNS_QUERY);
+	return LOUPE_L7_REPORTED;
+}
+
+/*
+ * Header parsing, out of line for the verifier's sake: its many paths (tags, extension
+ * headers, protocols) end here, and what follows sees one packet in scratch memory instead
+ * of one per path. Returns what loupe_parse() returns.
+ */
+__noinline int loupe_parse_skb(struct __sk_buff *skb)
+{
+	struct loupe_scratch *s = loupe_scratch_get();
+
+	if (!s || !skb)
+		return -LOUPE_PERR_ETH_TRUNCATED;
+	__builtin_memset(&s->pkt, 0, sizeof(s->pkt));
+	return loupe_parse(skb, &s->pkt);
 }
 
 static __always_inline int loupe_handle(struct __sk_buff *skb, __u8 dir)
 {
 	struct loupe_counters *cnt = loupe_counters_get();
-	struct loupe_pkt pkt __attribute__((aligned(8))) = {};
+	struct loupe_scratch *s = loupe_scratch_get();
 	enum loupe_l7_kind kind;
 	struct loupe_flow *flow;
+	struct loupe_pkt *pkt;
 	__u64 now;
 	int ret;
 
-	if (!cnt)
+	if (!cnt || !s)
 		return LOUPE_TC_CONTINUE;
-	ret = loupe_parse(skb, &pkt);
+	pkt = &s->pkt;
+	ret = loupe_parse_skb(skb);
 	if (ret != LOUPE_PARSED_IP) {
 		if (ret < 0)
 			loupe_count_parse_error(cnt, -ret);
@@ -172,28 +206,34 @@ static __always_inline int loupe_handle(struct __sk_buff *skb, __u8 dir)
 			cnt->non_ip[dir & 1]++;
 		goto count;
 	}
-	if (pkt.later_fragment) {
+	if (pkt->later_fragment) {
 		cnt->fragments[dir & 1]++;
 		goto count;
 	}
 
 	now = loupe_now(skb);
-	flow = loupe_flow_track(skb, &pkt, &dir, now, cnt);
-	kind = loupe_l7_classify(skb, &pkt, flow);
-	if (kind != LOUPE_L7_NONE) {
-		struct loupe_scratch *s = loupe_scratch_get();
-
-		if (!s)
-			goto count;
-		s->pkt = pkt;
-		ret = loupe_l7_report(skb, kind, dir, now);
-		if (flow && (kind == LOUPE_L7_TLS || kind == LOUPE_L7_TLS_MORE)) {
-			flow->state &= ~LOUPE_FLOW_TLS_PENDING;
-			if (ret == LOUPE_L7_PENDING)
-				flow->state |= LOUPE_FLOW_TLS_PENDING;
-			else if (ret == LOUPE_L7_REPORTED)
-				flow->state |= LOUPE_FLOW_TLS_SEEN;
-		}
+	flow = loupe_flow_track(skb, pkt, &dir, now, cnt);
+	kind = loupe_l7_classify(skb, pkt, flow);
+	if (kind == LOUPE_L7_NONE)
+		goto count;
+	switch (kind) {
+	case LOUPE_L7_HTTP:
+		ret = loupe_l7_http(skb, dir, now);
+		break;
+	case LOUPE_L7_TLS:
+	case LOUPE_L7_TLS_MORE:
+		ret = loupe_l7_tls(skb, kind == LOUPE_L7_TLS_MORE, dir, now);
+		break;
+	default:
+		ret = loupe_l7_dns(skb, dir, now);
+		break;
+	}
+	if (flow && (kind == LOUPE_L7_TLS || kind == LOUPE_L7_TLS_MORE)) {
+		flow->state &= ~LOUPE_FLOW_TLS_PENDING;
+		if (ret == LOUPE_L7_PENDING)
+			flow->state |= LOUPE_FLOW_TLS_PENDING;
+		else if (ret == LOUPE_L7_REPORTED)
+			flow->state |= LOUPE_FLOW_TLS_SEEN;
 	}
 count:
 	dir &= 1;

@@ -59,7 +59,8 @@ int loupe_datapath_open(const struct loupe_datapath_opts *opts, loupe_record_fn 
 	if (opts && opts->flows_max) {
 		err = bpf_map__set_max_entries(dp->skel->maps.loupe_flows4, opts->flows_max);
 		if (!err)
-			err = bpf_map__set_max_entries(dp->skel->maps.loupe_flows6, opts->flows_max);
+			err = bpf_map__set_max_entries(dp->skel->maps.loupe_flows6,
+						       opts->flows_max);
 		if (err)
 			goto fail;
 	}
@@ -73,8 +74,8 @@ int loupe_datapath_open(const struct loupe_datapath_opts *opts, loupe_record_fn 
 	if (err)
 		goto fail;
 
-	dp->rb = ring_buffer__new(bpf_map__fd(dp->skel->maps.loupe_events), datapath_on_ringbuf,
-				  dp, NULL);
+	dp->rb = ring_buffer__new(bpf_map__fd(dp->skel->maps.loupe_events), datapath_on_ringbuf, dp,
+				  NULL);
 	if (!dp->rb) {
 		err = -errno;
 		goto fail;
@@ -98,8 +99,8 @@ struct loupe_datapath *loupe_datapath_free(struct loupe_datapath *dp)
 
 int loupe_datapath_prog_fd(const struct loupe_datapath *dp, enum loupe_direction dir)
 {
-	return bpf_program__fd(dir == LOUPE_DIR_POD_INGRESS ? dp->skel->progs.loupe_pod_ingress :
-							      dp->skel->progs.loupe_pod_egress);
+	return bpf_program__fd(dir == LOUPE_DIR_POD_INGRESS ? dp->skel->progs.loupe_pod_ingress
+							    : dp->skel->progs.loupe_pod_egress);
 }
 
 int loupe_datapath_flows_fd(const struct loupe_datapath *dp, bool ipv6)

@@ -22,7 +22,7 @@ struct loupe_datapath_opts {
 	 * loupe_datapath_run()).
 	 */
 	bool replay;
-	uint32_t flows_max; /* 0: LOUPE_FLOWS_DEFAULT_MAX */
+	uint32_t flows_max;   /* 0: LOUPE_FLOWS_DEFAULT_MAX */
 	uint32_t events_size; /* ring buffer bytes, power of two; 0: LOUPE_EVENTS_DEFAULT_SIZE */
 };
 

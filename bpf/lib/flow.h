@@ -81,6 +81,25 @@ static __always_inline void loupe_flow_account(struct loupe_flow *flow, __u8 dir
 	flow->tcp_flags[dir] |= tcp_flags;
 }
 
+/* FLOW_START, built in scratch memory: the stack is short (512 bytes for all frames). */
+static __always_inline void loupe_flow_report_start(struct __sk_buff *skb,
+						    const struct loupe_pkt *pkt, __u8 dir,
+						    __u64 now, struct loupe_counters *cnt)
+{
+	struct loupe_scratch *s = loupe_scratch_get();
+	struct loupe_event_flow *ev;
+
+	if (!s) {
+		cnt->events_lost[LOUPE_EV_FLOW_START]++;
+		return;
+	}
+	ev = &s->ev.flow;
+	loupe_event_hdr_fill(&ev->hdr, skb, pkt, LOUPE_EV_FLOW_START, dir, now);
+	ev->tcp_flags = pkt->tcp_flags;
+	__builtin_memset(ev->pad, 0, sizeof(ev->pad));
+	loupe_event_submit(cnt, ev, sizeof(*ev), LOUPE_EV_FLOW_START);
+}
+
 /*
  * Finds the flow of @pkt, or creates it (and reports FLOW_START). @dir is in/out: in replay
  * mode a packet of a known flow takes that flow's direction. Returns the entry, or NULL when
@@ -130,13 +149,7 @@ static __always_inline struct loupe_flow *loupe_flow_track(struct __sk_buff *skb
 	if (!flow)
 		return NULL;
 	cnt->flows_created++;
-	{
-		struct loupe_event_flow ev = {};
-
-		loupe_event_hdr_fill(&ev.hdr, skb, pkt, LOUPE_EV_FLOW_START, *dir, now);
-		ev.tcp_flags = pkt->tcp_flags;
-		loupe_event_submit(cnt, &ev, sizeof(ev), LOUPE_EV_FLOW_START);
-	}
+	loupe_flow_report_start(skb, pkt, *dir, now, cnt);
 account:
 	loupe_flow_account(flow, *dir, now, skb->len, pkt->tcp_flags);
 	return flow;

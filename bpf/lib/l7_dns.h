@@ -14,43 +14,42 @@
 #define LOUPE_DNS_PORT	    53
 #define LOUPE_DNS_HDR_LEN   12
 #define LOUPE_DNS_JUMPS_MAX 8
-#define LOUPE_DNS_STEPS	    (LOUPE_DNS_NAME_MAX + 64) /* characters + length bytes + jumps */
+#define LOUPE_DNS_STEPS	    (127 + LOUPE_DNS_JUMPS_MAX + 1) /* labels, jumps, the end */
 
-/* cur.pos: read position; cur.out: bytes written; cur.remaining: left in the label;
- * cur.jumps: pointers followed; cur.end: where the question continues after the name. */
+/* cur.pos: read position; cur.out: bytes written; cur.jumps: pointers followed; cur.end: where the question continues after the name;
+ * cur.start: where the message starts (pointers are relative to it). */
 enum loupe_dns_name_result {
 	LOUPE_DNS_NAME_OK = 0,
 	LOUPE_DNS_NAME_INVALID = 1,
 	LOUPE_DNS_NAME_TRUNCATED = 2, /* the packet ends inside the name: invalid too */
 };
 
-static __always_inline int loupe_dns_read_name(struct loupe_scratch *s, __u32 msg_off,
-					       __u32 head_len, char *out)
+/*
+ * Walks the name label by label: each label is copied as eight whole words (labels are at
+ * most 63 bytes), which the next label's dot or the final NUL partly overwrite. Cheaper than
+ * a byte loop, and a far smaller loop for the verifier. The copies may reach 63 bytes past
+ * the name's limit: struct loupe_scratch has slack after the event for them.
+ */
+static __always_inline int loupe_dns_read_name(struct loupe_scratch *s, __u32 head_len, char *out)
 {
-	__u32 j;
+	__u32 j, k;
 
 	for (j = 0; j < LOUPE_DNS_STEPS; j++) {
 		__u32 pos = LOUPE_CUR_GET(s, pos);
 		__u32 o = LOUPE_CUR_GET(s, out);
-		__u32 rem = LOUPE_CUR_GET(s, remaining);
 		__u8 c;
 
 		if (pos >= head_len)
 			return LOUPE_DNS_NAME_TRUNCATED;
 		c = loupe_buf_u8(&s->head, pos);
-		if (rem) {
-			if (o >= LOUPE_DNS_NAME_MAX - 2)
-				return LOUPE_DNS_NAME_INVALID;
-			out[o & (LOUPE_DNS_NAME_MAX - 1)] = c;
-			LOUPE_CUR_SET(s, out, o + 1);
-			LOUPE_CUR_SET(s, remaining, rem - 1);
-			LOUPE_CUR_SET(s, pos, pos + 1);
-			continue;
-		}
 		if (c == 0) {
 			if (!LOUPE_CUR_GET(s, jumps))
 				LOUPE_CUR_SET(s, end, pos + 1);
+			/* the last label's dot becomes the NUL; the root is "" */
+			if (o)
+				o--;
 			out[o & (LOUPE_DNS_NAME_MAX - 1)] = 0;
+			LOUPE_CUR_SET(s, out, o);
 			return LOUPE_DNS_NAME_OK;
 		}
 		if ((c & 0xc0) == 0xc0) {
@@ -58,7 +57,8 @@ static __always_inline int loupe_dns_read_name(struct loupe_scratch *s, __u32 ms
 
 			if (pos + 1 >= head_len)
 				return LOUPE_DNS_NAME_TRUNCATED;
-			target = msg_off + (((c & 0x3f) << 8) | loupe_buf_u8(&s->head, pos + 1));
+			target = LOUPE_CUR_GET(s, start) +
+				 (((c & 0x3f) << 8) | loupe_buf_u8(&s->head, pos + 1));
 			if (!LOUPE_CUR_GET(s, jumps))
 				LOUPE_CUR_SET(s, end, pos + 2);
 			/* only backwards, and not forever: a pointer loop is an invalid name */
@@ -70,14 +70,18 @@ static __always_inline int loupe_dns_read_name(struct loupe_scratch *s, __u32 ms
 		}
 		if (c & 0xc0)
 			return LOUPE_DNS_NAME_INVALID; /* 0x40, 0x80: reserved label types */
-		if (o) {
-			if (o >= LOUPE_DNS_NAME_MAX - 2)
-				return LOUPE_DNS_NAME_INVALID;
-			out[o & (LOUPE_DNS_NAME_MAX - 1)] = '.';
-			LOUPE_CUR_SET(s, out, o + 1);
-		}
-		LOUPE_CUR_SET(s, remaining, c);
-		LOUPE_CUR_SET(s, pos, pos + 1);
+		/* each label is followed by a dot; the name, without its last dot, stays within
+		 * 253 characters */
+		if (o + c > LOUPE_DNS_NAME_MAX - 3)
+			return LOUPE_DNS_NAME_INVALID;
+		if (pos + 1 + c > head_len)
+			return LOUPE_DNS_NAME_TRUNCATED;
+		for (k = 0; k < 8; k++)
+			*(__u64 *)&out[(o & (LOUPE_DNS_NAME_MAX - 1)) + k * 8] =
+				loupe_buf_u64(&s->head, pos + 1 + k * 8);
+		out[(o + c) & (LOUPE_DNS_NAME_MAX - 1)] = '.';
+		LOUPE_CUR_SET(s, out, o + c + 1);
+		LOUPE_CUR_SET(s, pos, pos + 1 + c);
 	}
 	return LOUPE_DNS_NAME_INVALID;
 }
@@ -97,7 +101,8 @@ static __always_inline int loupe_dns_parse(struct __sk_buff *skb, const struct l
 	if (head_len < msg + LOUPE_DNS_HDR_LEN + 1)
 		return 0;
 	/* over TCP, the length prefix must say the query ends within this segment */
-	if (msg && ((loupe_buf_u8(&s->head, 0) << 8) | loupe_buf_u8(&s->head, 1)) > pkt->payload_len - 2)
+	if (msg &&
+	    ((loupe_buf_u8(&s->head, 0) << 8) | loupe_buf_u8(&s->head, 1)) > pkt->payload_len - 2)
 		return 0;
 	/* QR = 0 (a query), opcode QUERY (0), at least one question */
 	if (loupe_buf_u8(&s->head, msg + 2) & 0xf8)
@@ -116,10 +121,11 @@ static __always_inline int loupe_dns_parse(struct __sk_buff *skb, const struct l
 
 	LOUPE_CUR_SET(s, pos, msg + LOUPE_DNS_HDR_LEN);
 	LOUPE_CUR_SET(s, out, 0);
-	LOUPE_CUR_SET(s, remaining, 0);
 	LOUPE_CUR_SET(s, jumps, 0);
 	LOUPE_CUR_SET(s, end, 0);
-	res = loupe_dns_read_name(s, msg, head_len, ev->qname);
+	/* the message's start, through memory: UDP and TCP then share one walk of the loop */
+	LOUPE_CUR_SET(s, start, msg);
+	res = loupe_dns_read_name(s, head_len, ev->qname);
 	if (res == LOUPE_DNS_NAME_OK) {
 		ev->qname_len = LOUPE_CUR_GET(s, out);
 	} else {
@@ -130,7 +136,8 @@ static __always_inline int loupe_dns_parse(struct __sk_buff *skb, const struct l
 	end = LOUPE_CUR_GET(s, end);
 	if (end && end + 4 <= head_len) {
 		ev->qtype = (loupe_buf_u8(&s->head, end) << 8) | loupe_buf_u8(&s->head, end + 1);
-		ev->qclass = (loupe_buf_u8(&s->head, end + 2) << 8) | loupe_buf_u8(&s->head, end + 3);
+		ev->qclass =
+			(loupe_buf_u8(&s->head, end + 2) << 8) | loupe_buf_u8(&s->head, end + 3);
 	}
 	return 1;
 }

@@ -13,9 +13,12 @@
 
 #define LOUPE_HTTP_SCAN_STEPS 256
 #define LOUPE_HTTP_OWS_MAX    16 /* blanks skipped around a header value */
+/* words searched for the end of a value: a little more than what is kept of it */
+#define LOUPE_HTTP_VALUE_WORDS (LOUPE_HTTP_PATH_MAX / 8 + 1)
 
 /* First four bytes of each method as a little-endian u32, as loaded from the packet. */
-#define LOUPE_STR4(a, b, c, d) ((__u32)(a) | ((__u32)(b) << 8) | ((__u32)(c) << 16) | ((__u32)(d) << 24))
+#define LOUPE_STR4(a, b, c, d)                                                                     \
+	((__u32)(a) | ((__u32)(b) << 8) | ((__u32)(c) << 16) | ((__u32)(d) << 24))
 
 /*
  * Length of the method that begins @w (the first eight payload bytes, little-endian), its
@@ -68,31 +71,39 @@ static __always_inline bool loupe_http_maybe_request(__u32 first4)
 }
 
 /*
+ * Loops that go on in one way only keep their cursor in a register. find_host can go on in
+ * two ways (the next word, the next line); its cursor goes through memory so that the
+ * verifier's states converge (see struct loupe_scratch).
+ */
+
+/*
  * Finds the end of the request target that starts at cur.start: the first space. Sets
  * cur.end (head_len when the head ends first).
  */
 static __always_inline void loupe_http_find_path_end(struct loupe_scratch *s, __u32 head_len)
 {
-	__u32 j;
+	__u32 j, pos = LOUPE_CUR_GET(s, start);
 
 	LOUPE_CUR_SET(s, end, head_len);
-	LOUPE_CUR_SET(s, pos, LOUPE_CUR_GET(s, start));
-	for (j = 0; j < LOUPE_HTTP_SCAN_MAX / 8; j++) {
-		__u32 pos = LOUPE_CUR_GET(s, pos);
-		__u64 t;
+	for (j = 0; j < LOUPE_HTTP_VALUE_WORDS; j++) {
+		__u64 w, t;
 
 		if (pos >= head_len)
 			break;
-		t = loupe_bytes_equal(loupe_buf_u64(&s->head, pos), LOUPE_LANES(' ')) |
-		    loupe_bytes_equal(loupe_buf_u64(&s->head, pos), LOUPE_LANES('\r'));
+		w = loupe_buf_u64(&s->head, pos);
+		t = loupe_bytes_equal(w, LOUPE_LANES(' ')) |
+		    loupe_bytes_equal(w, LOUPE_LANES('\r'));
 		if (t) {
 			pos += loupe_first_flagged_byte(t);
 			if (pos < head_len)
 				LOUPE_CUR_SET(s, end, pos);
 			break;
 		}
-		LOUPE_CUR_SET(s, pos, pos + 8);
+		pos += 8;
 	}
+	/* a target longer than what is kept: the headers are searched for after what was read */
+	if (j == LOUPE_HTTP_VALUE_WORDS && pos < head_len)
+		LOUPE_CUR_SET(s, end, pos);
 }
 
 /*
@@ -122,7 +133,8 @@ static __always_inline int loupe_http_find_host(struct loupe_scratch *s, __u32 h
 		line = loupe_buf_u64(&s->head, pos);
 		if ((__u8)line == '\n' || (__u16)line == ('\r' | ('\n' << 8)))
 			return 0; /* empty line: end of the header block */
-		if (pos + 5 <= head_len && ((__u32)line | 0x20202020) == LOUPE_STR4('h', 'o', 's', 't') &&
+		if (pos + 5 <= head_len &&
+		    ((__u32)line | 0x20202020) == LOUPE_STR4('h', 'o', 's', 't') &&
 		    (__u8)(line >> 32) == ':') {
 			LOUPE_CUR_SET(s, start, pos + 5);
 			return 1;
@@ -133,55 +145,62 @@ static __always_inline int loupe_http_find_host(struct loupe_scratch *s, __u32 h
 }
 
 /*
- * Bounds the Host value that begins at cur.start: skips leading blanks, ends at CR or LF
- * (or the head's end), drops trailing blanks. Sets cur.start and cur.end.
+ * Bounds the Host value that begins at cur.start: skips leading blanks, ends at CR or LF,
+ * drops trailing blanks. Sets cur.start and cur.end. Returns 0, or 1 when the head ended
+ * before the line did (the value may go on: it is cut).
  */
-static __always_inline void loupe_http_trim_value(struct loupe_scratch *s, __u32 head_len)
+static __always_inline int loupe_http_trim_value(struct loupe_scratch *s, __u32 head_len)
 {
-	__u32 j;
+	int cut = 1;
+	__u32 j, start = LOUPE_CUR_GET(s, start), pos, end;
 
 	for (j = 0; j < LOUPE_HTTP_OWS_MAX; j++) {
-		__u32 pos = LOUPE_CUR_GET(s, start);
 		__u8 c;
 
-		if (pos >= head_len)
+		if (start >= head_len)
 			break;
-		c = loupe_buf_u8(&s->head, pos);
+		c = loupe_buf_u8(&s->head, start);
 		if (c != ' ' && c != '\t')
 			break;
-		LOUPE_CUR_SET(s, start, pos + 1);
+		start++;
 	}
+	LOUPE_CUR_SET(s, start, start);
 
 	LOUPE_CUR_SET(s, end, head_len);
-	LOUPE_CUR_SET(s, pos, LOUPE_CUR_GET(s, start));
-	for (j = 0; j < LOUPE_HTTP_SCAN_MAX / 8; j++) {
-		__u32 pos = LOUPE_CUR_GET(s, pos);
+	pos = LOUPE_CUR_GET(s, start);
+	for (j = 0; j < LOUPE_HTTP_VALUE_WORDS; j++) {
 		__u64 w, t;
 
 		if (pos >= head_len)
 			break;
 		w = loupe_buf_u64(&s->head, pos);
-		t = loupe_bytes_equal(w, LOUPE_LANES('\r')) | loupe_bytes_equal(w, LOUPE_LANES('\n'));
+		t = loupe_bytes_equal(w, LOUPE_LANES('\r')) |
+		    loupe_bytes_equal(w, LOUPE_LANES('\n'));
 		if (t) {
 			pos += loupe_first_flagged_byte(t);
-			if (pos < head_len)
+			if (pos < head_len) {
 				LOUPE_CUR_SET(s, end, pos);
+				cut = 0;
+			}
 			break;
 		}
-		LOUPE_CUR_SET(s, pos, pos + 8);
+		pos += 8;
 	}
 
+	end = LOUPE_CUR_GET(s, end);
+	start = LOUPE_CUR_GET(s, start);
 	for (j = 0; j < LOUPE_HTTP_OWS_MAX; j++) {
-		__u32 end = LOUPE_CUR_GET(s, end);
 		__u8 c;
 
-		if (end <= LOUPE_CUR_GET(s, start))
+		if (end <= start)
 			break;
 		c = loupe_buf_u8(&s->head, end - 1);
 		if (c != ' ' && c != '\t')
 			break;
-		LOUPE_CUR_SET(s, end, end - 1);
+		end--;
 	}
+	LOUPE_CUR_SET(s, end, end);
+	return cut;
 }
 
 /*
@@ -222,17 +241,20 @@ static __always_inline int loupe_http_parse(struct __sk_buff *skb, const struct 
 	LOUPE_CUR_SET(s, out, len);
 	loupe_l7_copy_str(skb, pkt, s, &s->head, ev->path, LOUPE_HTTP_PATH_MAX);
 
-	ev->host[0] = 0;
 	ev->host_len = 0;
 	if (!loupe_http_find_host(s, head_len)) {
+		loupe_l7_zero_tail(ev->host, 0, LOUPE_HTTP_HOST_MAX);
 		ev->flags |= LOUPE_L7F_HOST_MISSING;
 		return 1;
 	}
-	loupe_http_trim_value(s, head_len);
+	if (loupe_http_trim_value(s, head_len))
+		ev->flags |= LOUPE_L7F_HOST_TRUNCATED;
 	start = LOUPE_CUR_GET(s, start);
 	end = LOUPE_CUR_GET(s, end);
-	if (end <= start || end > head_len)
+	if (end <= start || end > head_len) {
+		loupe_l7_zero_tail(ev->host, 0, LOUPE_HTTP_HOST_MAX);
 		return 1; /* an empty Host */
+	}
 	len = end - start;
 	if (len >= LOUPE_HTTP_HOST_MAX) {
 		len = LOUPE_HTTP_HOST_MAX - 1;
@@ -240,6 +262,7 @@ static __always_inline int loupe_http_parse(struct __sk_buff *skb, const struct 
 	}
 	ev->host_len = len;
 	LOUPE_CUR_SET(s, out, len);
+	loupe_l7_zero_tail(ev->host, len, LOUPE_HTTP_HOST_MAX);
 	loupe_l7_copy_str(skb, pkt, s, &s->head, ev->host, LOUPE_HTTP_HOST_MAX);
 	return 1;
 }

@@ -62,7 +62,8 @@ static __always_inline void loupe_tls_read_sni(struct __sk_buff *skb, const stru
 static __always_inline void loupe_tls_read_alpn(struct __sk_buff *skb, const struct loupe_pkt *pkt,
 						struct loupe_scratch *s,
 						const struct loupe_l7_buf *b,
-						struct loupe_event_tls *ev, __u32 off, __u32 ext_len)
+						struct loupe_event_tls *ev, __u32 off,
+						__u32 ext_len)
 {
 	__u32 len = ext_len - 2; /* without the list's own length */
 
@@ -119,6 +120,7 @@ static __always_inline int loupe_tls_parse(struct __sk_buff *skb, const struct l
 	ev->max_version = 0;
 	ev->sni_len = 0;
 	ev->alpn_len = 0;
+	loupe_l7_zero_tail((char *)ev->alpn, 0, LOUPE_TLS_ALPN_MAX);
 	ev->pad[0] = ev->pad[1] = ev->pad[2] = 0;
 	ev->sni[0] = 0;
 

@@ -62,15 +62,15 @@ struct loupe_l7_cursor {
  * reassembled from several (loupe_tls_pending). Reads at [len, total) go to the packet.
  */
 struct loupe_l7_buf {
-	__u32 len; /* bytes held in data */
-	__u32 total; /* bytes of payload the parser may read */
+	__u32 len;			  /* bytes held in data */
+	__u32 total;			  /* bytes of payload the parser may read */
 	__u8 data[LOUPE_L7_BUF_MAX + 16]; /* slack: word loads may read past len */
 };
 
 /* A ClientHello whose record did not fit its first segment. */
 struct loupe_tls_pending {
 	__u32 next_seq; /* TCP sequence number of the next byte expected */
-	__u32 need; /* bytes of the record, header included (cut to LOUPE_L7_BUF_MAX) */
+	__u32 need;	/* bytes of the record, header included (cut to LOUPE_L7_BUF_MAX) */
 	struct loupe_l7_buf buf;
 	__u8 slack[LOUPE_L7_BUF_MAX]; /* lets an append at any masked offset stay in bounds */
 };
@@ -83,8 +83,8 @@ struct {
 } loupe_tls_pending SEC(".maps");
 
 struct loupe_scratch {
-	struct loupe_l7_buf head; /* the head of the segment being parsed */
-	struct loupe_pkt pkt; /* the packet being parsed, handed to the L7 parsers */
+	struct loupe_l7_buf head;	  /* the head of the segment being parsed */
+	struct loupe_pkt pkt;		  /* the packet being parsed, handed to the L7 parsers */
 	struct loupe_tls_pending pending; /* a new reassembly, before it goes to the map */
 	struct loupe_l7_cursor cur;
 	union {
@@ -94,6 +94,7 @@ struct loupe_scratch {
 		struct loupe_event_dns dns;
 		struct loupe_event_flow flow;
 	} ev;
+	__u8 ev_slack[64]; /* word copies of DNS labels may reach past the event */
 };
 
 struct {

@@ -15,15 +15,15 @@
 
 #include "lib/common.h"
 
-#define LOUPE_VLAN_TAGS_MAX 4  /* in-packet tags followed; more is a parse error */
-#define LOUPE_IPV6_EXT_MAX  6  /* extension headers skipped before giving up */
+#define LOUPE_VLAN_TAGS_MAX 4	/* in-packet tags followed; more is a parse error */
+#define LOUPE_IPV6_EXT_MAX  6	/* extension headers skipped before giving up */
 #define LOUPE_PULL_LEN	    128 /* bytes of headers we want in the linear area */
 
 /* linux/icmp.h drags in libc headers, so the few numbers needed are here */
-#define LOUPE_ICMP_ECHOREPLY	 0
-#define LOUPE_ICMP_ECHO		 8
+#define LOUPE_ICMP_ECHOREPLY	  0
+#define LOUPE_ICMP_ECHO		  8
 #define LOUPE_ICMPV6_ECHO_REQUEST 128
-#define LOUPE_ICMPV6_ECHO_REPLY	 129
+#define LOUPE_ICMPV6_ECHO_REPLY	  129
 
 struct loupe_icmphdr {
 	__u8 type;
@@ -50,21 +50,21 @@ struct loupe_pkt {
 	__be16 dport;
 	__u32 payload_off; /* from skb->data */
 	__u32 payload_len; /* what the headers claim, cut to the bytes present */
-	__u32 tcp_seq; /* host order */
-	__u16 flags; /* LOUPE_EVF_* */
+	__u32 tcp_seq;	   /* host order */
+	__u16 flags;	   /* LOUPE_EVF_* */
 	__u16 vlan_id;
 	__u16 inner_vlan_id;
 	__u8 protocol;
 	__u8 tcp_flags;
-	__u8 has_l4; /* ports are valid: not a non-first fragment, L4 header present */
+	__u8 has_l4;	     /* ports are valid: not a non-first fragment, L4 header present */
 	__u8 later_fragment; /* a non-first fragment: no L4 header, not tracked */
 	__u8 pad[2];
 };
 
 enum loupe_parse_result {
-	LOUPE_PARSED_IP = 0, /* L3 parsed; see has_l4 */
+	LOUPE_PARSED_IP = 0,	 /* L3 parsed; see has_l4 */
 	LOUPE_PARSED_NOT_IP = 1, /* ARP, LLDP, ...: nothing to track */
-	/* negative: -enum loupe_parse_error */
+				 /* negative: -enum loupe_parse_error */
 };
 
 static __always_inline void loupe_pkt_add_vlan(struct loupe_pkt *pkt, __u16 tci)
@@ -88,6 +88,25 @@ static __always_inline int loupe_parse_l4(struct loupe_pkt *pkt, void *data, voi
 
 	if (l4_off > 0xffff)
 		return -LOUPE_PERR_L4_TRUNCATED;
+	/* the L4 header must lie within what the IP header claims, not in padding after it */
+	switch (pkt->protocol) {
+	case IPPROTO_TCP:
+		hlen = sizeof(struct tcphdr);
+		break;
+	case IPPROTO_UDP:
+		hlen = sizeof(struct udphdr);
+		break;
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6:
+		hlen = sizeof(struct loupe_icmphdr);
+		break;
+	default:
+		hlen = 0;
+		break;
+	}
+	if (l4_off + hlen > l3_end)
+		return -LOUPE_PERR_L4_TRUNCATED;
+
 	switch (pkt->protocol) {
 	case IPPROTO_TCP: {
 		struct tcphdr *th = l4;
@@ -118,10 +137,11 @@ static __always_inline int loupe_parse_l4(struct loupe_pkt *pkt, void *data, voi
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6: {
 		struct loupe_icmphdr *ih = l4; /* same layout for ICMPv6 */
-		bool echo = pkt->protocol == IPPROTO_ICMP ?
-				    ih->type == LOUPE_ICMP_ECHO || ih->type == LOUPE_ICMP_ECHOREPLY :
-				    ih->type == LOUPE_ICMPV6_ECHO_REQUEST ||
-					    ih->type == LOUPE_ICMPV6_ECHO_REPLY;
+		bool echo =
+			pkt->protocol == IPPROTO_ICMP
+				? ih->type == LOUPE_ICMP_ECHO || ih->type == LOUPE_ICMP_ECHOREPLY
+				: ih->type == LOUPE_ICMPV6_ECHO_REQUEST ||
+					  ih->type == LOUPE_ICMPV6_ECHO_REPLY;
 
 		if ((void *)(ih + 1) > data_end)
 			return -LOUPE_PERR_L4_TRUNCATED;
@@ -201,7 +221,8 @@ static __always_inline int loupe_parse_ipv6(struct loupe_pkt *pkt, void *data, v
 	nexthdr = ip6->nexthdr;
 	off += sizeof(*ip6);
 
-	for (i = 0; i < LOUPE_IPV6_EXT_MAX; i++) {
+	/* one turn per extension header, and one more for the header that follows them */
+	for (i = 0; i <= LOUPE_IPV6_EXT_MAX; i++) {
 		__u8 *ext = data + off;
 
 		if (off > 0xffff)
@@ -212,12 +233,16 @@ static __always_inline int loupe_parse_ipv6(struct loupe_pkt *pkt, void *data, v
 		case IPPROTO_DSTOPTS:
 			if ((void *)(ext + 2) > data_end)
 				return -LOUPE_PERR_IPV6_EXT_TRUNCATED;
+			if (i == LOUPE_IPV6_EXT_MAX)
+				return -LOUPE_PERR_IPV6_EXT_TOO_MANY;
 			nexthdr = ext[0];
 			off += (ext[1] + 1) * 8;
 			break;
 		case IPPROTO_AH:
 			if ((void *)(ext + 2) > data_end)
 				return -LOUPE_PERR_IPV6_EXT_TRUNCATED;
+			if (i == LOUPE_IPV6_EXT_MAX)
+				return -LOUPE_PERR_IPV6_EXT_TOO_MANY;
 			nexthdr = ext[0];
 			off += (ext[1] + 2) * 4;
 			break;
@@ -226,6 +251,8 @@ static __always_inline int loupe_parse_ipv6(struct loupe_pkt *pkt, void *data, v
 
 			if ((void *)(ext + 8) > data_end)
 				return -LOUPE_PERR_IPV6_EXT_TRUNCATED;
+			if (i == LOUPE_IPV6_EXT_MAX)
+				return -LOUPE_PERR_IPV6_EXT_TOO_MANY;
 			nexthdr = ext[0];
 			frag = bpf_ntohs(*(__be16 *)(ext + 2));
 			pkt->protocol = nexthdr;

@@ -128,10 +128,11 @@ static uint16_t ip_checksum(const uint8_t *p, size_t len)
 }
 
 /* An Ethernet frame with the given tags, carrying a DNS query for @name (type A). */
-static size_t build_tagged_query(uint8_t *f, const uint16_t *tpids, const uint16_t *vids,
-				 int ntags, const char *name)
+static size_t build_tagged_query(uint8_t *f, const uint16_t *tpids, const uint16_t *vids, int ntags,
+				 const char *name)
 {
-	static const uint8_t dst[6] = { 0x02, 0, 0, 0, 0, 0x01 }, src[6] = { 0x02, 0, 0, 0, 0, 0x02 };
+	static const uint8_t dst[6] = { 0x02, 0, 0, 0, 0, 0x01 },
+			     src[6] = { 0x02, 0, 0, 0, 0, 0x02 };
 	size_t off = 0, ip_off, udp_off, dns_off;
 	const char *label = name;
 
@@ -153,8 +154,8 @@ static size_t build_tagged_query(uint8_t *f, const uint16_t *tpids, const uint16
 	off = dns_off;
 	memset(f + off, 0, 12);
 	f[off] = 0x12, f[off + 1] = 0x34; /* id */
-	f[off + 2] = 0x01; /* RD */
-	f[off + 5] = 1; /* QDCOUNT */
+	f[off + 2] = 0x01;		  /* RD */
+	f[off + 5] = 1;			  /* QDCOUNT */
 	off += 12;
 	while (*label) {
 		const char *dot = strchr(label, '.');

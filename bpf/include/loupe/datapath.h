@@ -38,12 +38,12 @@
 #define LOUPE_L7_BUF_MAX      2048 /* power of two: payload bytes parsed from one buffer */
 #define LOUPE_TLS_PENDING_MAX 1024 /* ClientHellos being reassembled at once */
 #define LOUPE_TLS_SNI_MAX     256
-#define LOUPE_TLS_ALPN_MAX    64 /* the raw ALPN protocol list, wire format */
+#define LOUPE_TLS_ALPN_MAX    64  /* the raw ALPN protocol list, wire format: 63 bytes kept */
 #define LOUPE_DNS_NAME_MAX    256 /* dotted presentation, at most 253 characters + NUL */
 
 /* Direction from the pod's point of view; index into the per-direction arrays. */
 enum loupe_direction {
-	LOUPE_DIR_POD_EGRESS = 0, /* pod -> world: clsact ingress of the host-side veth */
+	LOUPE_DIR_POD_EGRESS = 0,  /* pod -> world: clsact ingress of the host-side veth */
 	LOUPE_DIR_POD_INGRESS = 1, /* world -> pod: clsact egress of the host-side veth */
 	LOUPE_DIR_MAX = 2,
 };
@@ -89,10 +89,10 @@ enum loupe_parse_error {
 /* loupe_event.flags */
 enum loupe_event_flags {
 	LOUPE_EVF_IPV6 = 1 << 0,
-	LOUPE_EVF_VLAN = 1 << 1, /* vlan_id is valid (a VID of 0 is a priority tag) */
-	LOUPE_EVF_VLAN_INNER = 1 << 2, /* inner_vlan_id is valid */
+	LOUPE_EVF_VLAN = 1 << 1,	  /* vlan_id is valid (a VID of 0 is a priority tag) */
+	LOUPE_EVF_VLAN_INNER = 1 << 2,	  /* inner_vlan_id is valid */
 	LOUPE_EVF_VLAN_FROM_SKB = 1 << 3, /* the outer tag came from skb metadata (offloaded) */
-	LOUPE_EVF_FRAGMENT = 1 << 4, /* first fragment of a fragmented IP packet */
+	LOUPE_EVF_FRAGMENT = 1 << 4,	  /* first fragment of a fragmented IP packet */
 };
 
 /* loupe_l7.flags */
@@ -149,9 +149,9 @@ struct loupe_flow {
 	__u64 last_seen_ns;
 	__u64 packets[LOUPE_DIR_MAX];
 	__u64 bytes[LOUPE_DIR_MAX];
-	__u32 ifindex; /* interface the flow was first seen on */
+	__u32 ifindex;		       /* interface the flow was first seen on */
 	__u8 tcp_flags[LOUPE_DIR_MAX]; /* OR of every TCP flag byte seen, per direction */
-	__u8 state; /* enum loupe_flow_state */
+	__u8 state;		       /* enum loupe_flow_state */
 	__u8 ipv6;
 	__u16 vlan_id; /* outer VID when first seen; LOUPE_VLAN_NONE when untagged */
 	__u8 pad[6];
@@ -167,11 +167,11 @@ struct loupe_flow {
 struct loupe_event_hdr {
 	__u64 ts_ns; /* CLOCK_MONOTONIC, or the capture's time in replay */
 	__u32 ifindex;
-	__u16 kind; /* enum loupe_event_kind */
+	__u16 kind;	/* enum loupe_event_kind */
 	__u8 direction; /* enum loupe_direction */
-	__u8 protocol; /* IPPROTO_* (0 when not IP) */
-	__u16 flags; /* enum loupe_event_flags */
-	__u16 vlan_id; /* outermost tag's VID, 802.1Q or 802.1ad */
+	__u8 protocol;	/* IPPROTO_* (0 when not IP) */
+	__u16 flags;	/* enum loupe_event_flags */
+	__u16 vlan_id;	/* outermost tag's VID, 802.1Q or 802.1ad */
 	__u16 inner_vlan_id;
 	__u16 pad;
 	__u8 saddr[16]; /* IPv4-mapped for IPv4 */
@@ -200,14 +200,15 @@ struct loupe_event_http {
 
 struct loupe_event_tls {
 	struct loupe_event_hdr hdr;
-	__u16 flags; /* enum loupe_l7_flags */
+	__u16 flags;	      /* enum loupe_l7_flags */
 	__u16 legacy_version; /* ClientHello.legacy_version, e.g. 0x0303 */
-	__u16 max_version; /* highest non-GREASE supported_versions entry, 0 if absent */
+	__u16 max_version;    /* highest non-GREASE supported_versions entry, 0 if absent */
 	__u16 sni_len;
 	__u16 alpn_len; /* bytes used in alpn[] */
 	__u16 pad[3];
-	__u8 alpn[LOUPE_TLS_ALPN_MAX]; /* ProtocolNameList without its length: len, bytes, ... */
-	char sni[LOUPE_TLS_SNI_MAX]; /* NUL-terminated; last: the record ends after it */
+	__u8 alpn[LOUPE_TLS_ALPN_MAX]; /* ProtocolNameList without its length (len, bytes, ...),
+					* at most LOUPE_TLS_ALPN_MAX - 1 bytes */
+	char sni[LOUPE_TLS_SNI_MAX];   /* NUL-terminated; last: the record ends after it */
 };
 
 struct loupe_event_dns {
@@ -230,7 +231,7 @@ struct loupe_counters {
 	__u64 flows_created;
 	__u64 flow_create_failed;
 	__u64 parse_errors[LOUPE_PERR_MAX];
-	__u64 events[LOUPE_EV_KIND_MAX]; /* submitted to the ring buffer */
+	__u64 events[LOUPE_EV_KIND_MAX];      /* submitted to the ring buffer */
 	__u64 events_lost[LOUPE_EV_KIND_MAX]; /* ring buffer full: reserve/output failed */
 };
 

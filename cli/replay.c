@@ -1,0 +1,290 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Replay of a capture file through the real datapath: libpcap reads pcap or pcapng with
+ * nanosecond timestamps, every frame goes through loupe_datapath_run() in file order (one
+ * datapath, so flow state carries over as with live traffic) and the ring buffer is drained
+ * after each frame, so events come out in frame order. Not for printing or option parsing
+ * (cmd_replay.c) nor for live links (the agent).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <pcap/pcap.h>
+
+#include "datapath.h"
+#include "event.h"
+#include "replay.h"
+
+struct replay_run {
+	loupe_replay_event_fn on_event;
+	void *ctx;
+	struct loupe_replay_stats *stats;
+};
+
+static void replay_err(char *errbuf, size_t errsize, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void replay_err(char *errbuf, size_t errsize, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!errbuf || !errsize)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(errbuf, errsize, fmt, ap);
+	va_end(ap);
+}
+
+static int replay_on_record(void *ctx, const void *record, size_t size)
+{
+	struct replay_run *run = ctx;
+	struct loupe_event ev;
+
+	/* A record that does not decode is a datapath bug: count it, keep the others. */
+	if (loupe_event_decode(record, size, 0, &ev)) {
+		run->stats->records_bad++;
+		return 0;
+	}
+	/* BPF_PROG_TEST_RUN's skb says ifindex 1 (lo): a frame from a file came from no link */
+	ev.ifindex = 0;
+	ev.ifname[0] = '\0';
+	ev.seq = ++run->stats->events;
+	if ((unsigned int)ev.kind < LOUPE_EV_KIND_MAX)
+		run->stats->events_by_kind[ev.kind]++;
+	return run->on_event(run->ctx, &ev);
+}
+
+/* Opens @path with libpcap; errors say which file and why, in the user's terms. */
+static int replay_open(const char *path, pcap_t **ret_pcap, char *errbuf, size_t errsize)
+{
+	char pcap_err[PCAP_ERRBUF_SIZE] = "";
+	struct stat st;
+	pcap_t *pcap;
+	FILE *f;
+	int err;
+
+	if (strcmp(path, "-") == 0) {
+		f = stdin;
+		path = "standard input";
+	} else {
+		f = fopen(path, "rb");
+		if (!f) {
+			err = -errno;
+			replay_err(errbuf, errsize, "%s: cannot open: %s", path, strerror(-err));
+			return err;
+		}
+	}
+	if (fstat(fileno(f), &st) == 0) {
+		if (S_ISDIR(st.st_mode)) {
+			replay_err(errbuf, errsize, "%s: is a directory, not a capture file", path);
+			err = -EISDIR;
+			goto err_close;
+		}
+		if (S_ISREG(st.st_mode) && st.st_size == 0) {
+			replay_err(errbuf, errsize,
+				   "%s: not a capture file: the file is empty (expected pcap or "
+				   "pcapng)",
+				   path);
+			err = -EINVAL;
+			goto err_close;
+		}
+	}
+	/* libpcap owns (and closes) the FILE from here on. */
+	pcap = pcap_fopen_offline_with_tstamp_precision(f, PCAP_TSTAMP_PRECISION_NANO, pcap_err);
+	if (!pcap) {
+		replay_err(errbuf, errsize,
+			   "%s: not a capture file that libpcap can read (pcap or pcapng): %s",
+			   path, pcap_err[0] ? pcap_err : "unknown error");
+		err = -EINVAL;
+		goto err_close;
+	}
+	*ret_pcap = pcap;
+	return 0;
+
+err_close:
+	if (f != stdin)
+		fclose(f);
+	return err;
+}
+
+static int replay_check_linktype(pcap_t *pcap, const char *path, char *errbuf, size_t errsize)
+{
+	int dlt = pcap_datalink(pcap);
+	const char *name, *desc;
+
+	if (dlt == DLT_EN10MB)
+		return 0;
+	name = pcap_datalink_val_to_name(dlt);
+	desc = pcap_datalink_val_to_description(dlt);
+	if (name)
+		replay_err(
+			errbuf, errsize,
+			"%s: link type %s (%s) is not Ethernet: replay runs Ethernet frames only",
+			path, name, desc ? desc : "no description");
+	else
+		replay_err(errbuf, errsize,
+			   "%s: link type %d (unknown to libpcap) is not Ethernet: replay runs "
+			   "Ethernet frames only",
+			   path, dlt);
+	return -EPROTONOSUPPORT;
+}
+
+/*
+ * The longest frame BPF_PROG_TEST_RUN takes for an skb program: a page less NET_SKB_PAD (64)
+ * and the aligned struct skb_shared_info (320 with 17 frags): 3712 with 4 KiB pages.
+ */
+static uint32_t replay_run_max(void)
+{
+	long page = sysconf(_SC_PAGESIZE);
+
+	return (uint32_t)((page > 0 ? page : 4096) - 64 - 320);
+}
+
+static const char *replay_datapath_hint(int err)
+{
+	switch (err) {
+	case -EPERM:
+	case -EACCES:
+		if (geteuid() != 0)
+			return " (loading BPF programs needs root, or CAP_BPF with CAP_NET_ADMIN)";
+		/* as root, EACCES is the verifier's verdict on the program */
+		if (err == -EACCES)
+			return " (the kernel's verifier refused the programs: loupectl -v replay "
+			       "... "
+			       "shows its log)";
+		return " (as root: capabilities dropped, or a kernel lockdown or sysctl refuses "
+		       "BPF; loupectl -v replay ... shows libbpf's log)";
+	case -ENOMEM:
+		return " (locked-memory limit too low? try ulimit -l unlimited)";
+	default:
+		return " (loupectl -v replay ... shows libbpf's log)";
+	}
+}
+
+int loupe_replay_file(const char *path, const struct loupe_replay_opts *opts,
+		      loupe_replay_event_fn on_event, void *ctx,
+		      struct loupe_replay_stats *ret_stats, char *errbuf, size_t errsize)
+{
+	struct loupe_datapath_opts dp_opts = { .replay = true };
+	struct replay_run run = { .on_event = on_event, .ctx = ctx, .stats = ret_stats };
+	const char *name = strcmp(path, "-") == 0 ? "standard input" : path;
+	struct loupe_datapath *dp = NULL;
+	struct pcap_pkthdr *hdr;
+	pcap_t *pcap = NULL;
+	const u_char *data;
+	int err, rc, action;
+	uint64_t ts_ns;
+
+	memset(ret_stats, 0, sizeof(*ret_stats));
+	if (errbuf && errsize)
+		errbuf[0] = '\0';
+
+	/* The file first: its errors need no privileges and are the likelier ones. */
+	err = replay_open(path, &pcap, errbuf, errsize);
+	if (err)
+		return err;
+	err = replay_check_linktype(pcap, name, errbuf, errsize);
+	if (err)
+		goto out;
+
+	err = loupe_datapath_open(&dp_opts, replay_on_record, &run, &dp);
+	if (err) {
+		replay_err(errbuf, errsize, "%s: cannot load the datapath: %s%s", name,
+			   strerror(-err), replay_datapath_hint(err));
+		goto out;
+	}
+
+	for (;;) {
+		rc = pcap_next_ex(pcap, &hdr, &data);
+		if (rc == PCAP_ERROR_BREAK)
+			break; /* end of file */
+		if (rc != 1) {
+			/* e.g. "truncated dump file; tried to read 60 captured bytes, only got 57" */
+			replay_err(errbuf, errsize, "%s: frame %llu: cannot read the record: %s",
+				   name, (unsigned long long)ret_stats->frames + 1,
+				   pcap_geterr(pcap));
+			err = -EIO;
+			goto out;
+		}
+		ret_stats->frames++;
+		if (hdr->caplen < hdr->len)
+			ret_stats->frames_snapped++;
+		if (hdr->caplen < LOUPE_REPLAY_FRAME_MIN) {
+			if (!ret_stats->frames_short)
+				ret_stats->first_short_frame = ret_stats->frames;
+			ret_stats->frames_short++;
+			continue;
+		}
+		/* PCAP_TSTAMP_PRECISION_NANO: tv_usec holds nanoseconds. */
+		ts_ns = (uint64_t)hdr->ts.tv_sec * 1000000000ull + (uint64_t)hdr->ts.tv_usec;
+		err = loupe_datapath_run(dp, opts->direction, data, hdr->caplen, ts_ns, &action);
+		if (err == -EINVAL && hdr->caplen > replay_run_max()) {
+			/*
+			 * BPF_PROG_TEST_RUN takes at most a page less headroom and tailroom. The
+			 * refused run did not reach the program, so retrying changes no state; the
+			 * cut frame is like one cut by a snaplen, which the datapath handles.
+			 */
+			err = loupe_datapath_run(dp, opts->direction, data, replay_run_max(), ts_ns,
+						 &action);
+			if (!err) {
+				ret_stats->run_max = replay_run_max();
+				if (!ret_stats->frames_cut)
+					ret_stats->first_cut_frame = ret_stats->frames;
+				ret_stats->frames_cut++;
+			}
+		}
+		if (err) {
+			replay_err(errbuf, errsize,
+				   "%s: frame %llu (%u bytes): the datapath could not run it: %s",
+				   name, (unsigned long long)ret_stats->frames, hdr->caplen,
+				   strerror(-err));
+			goto out;
+		}
+		ret_stats->frames_run++;
+		rc = loupe_datapath_drain(dp);
+		if (rc < 0) {
+			err = rc;
+			/* The callback's own error (e.g. EPIPE on output) needs no sentence here. */
+			replay_err(errbuf, errsize, "%s: frame %llu: reading events failed: %s",
+				   name, (unsigned long long)ret_stats->frames, strerror(-err));
+			goto out;
+		}
+	}
+	err = 0;
+
+out:
+	if (dp && loupe_datapath_read_counters(dp, &ret_stats->counters) == 0)
+		ret_stats->have_counters = true;
+	loupe_datapath_free(dp);
+	if (pcap)
+		pcap_close(pcap);
+	return err;
+}
+
+const char *loupe_replay_parse_error_name(enum loupe_parse_error reason)
+{
+	static const char *const names[LOUPE_PERR_MAX] = {
+		[LOUPE_PERR_NONE] = "NONE",
+		[LOUPE_PERR_ETH_TRUNCATED] = "ETH_TRUNCATED",
+		[LOUPE_PERR_VLAN_TRUNCATED] = "VLAN_TRUNCATED",
+		[LOUPE_PERR_VLAN_TOO_DEEP] = "VLAN_TOO_DEEP",
+		[LOUPE_PERR_IPV4_TRUNCATED] = "IPV4_TRUNCATED",
+		[LOUPE_PERR_IPV4_BAD_HEADER] = "IPV4_BAD_HEADER",
+		[LOUPE_PERR_IPV6_TRUNCATED] = "IPV6_TRUNCATED",
+		[LOUPE_PERR_IPV6_EXT_TRUNCATED] = "IPV6_EXT_TRUNCATED",
+		[LOUPE_PERR_IPV6_EXT_TOO_MANY] = "IPV6_EXT_TOO_MANY",
+		[LOUPE_PERR_L4_TRUNCATED] = "L4_TRUNCATED",
+		[LOUPE_PERR_TCP_BAD_HEADER] = "TCP_BAD_HEADER",
+		[LOUPE_PERR_HTTP_MALFORMED] = "HTTP_MALFORMED",
+		[LOUPE_PERR_TLS_MALFORMED] = "TLS_MALFORMED",
+		[LOUPE_PERR_DNS_MALFORMED] = "DNS_MALFORMED",
+	};
+
+	if ((unsigned int)reason >= LOUPE_PERR_MAX || !names[reason])
+		return "?";
+	return names[reason];
+}
