@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # Thin wrapper around CMake/CTest: the README's commands.
 BUILD ?= build
+MAKEFLAGS += --no-print-directory
 JOBS ?= $(shell nproc)
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 

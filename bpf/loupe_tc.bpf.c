@@ -101,8 +101,9 @@ __noinline int loupe_l7_http(struct __sk_buff *skb, int dir, __u64 now)
 		return LOUPE_L7_NOTHING;
 	loupe_event_hdr_fill(&s->ev.hdr, skb, pkt, LOUPE_EV_HTTP_REQUEST, dir, now);
 	loupe_event_submit(cnt, &s->ev.http,
-			   loupe_record_size(offsetof(struct loupe_event_http, path),
-					     s->ev.http.path_len, sizeof(s->ev.http)),
+			   loupe_record_size(offsetof(struct loupe_event_http, strings) + 1,
+					     s->ev.http.path_len + s->ev.http.host_len,
+					     sizeof(s->ev.http)),
 			   LOUPE_EV_HTTP_REQUEST);
 	return LOUPE_L7_REPORTED;
 }

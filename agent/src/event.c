@@ -57,7 +57,7 @@ static size_t record_size(unsigned kind, size_t *ret_min)
 		*ret_min = sizeof(struct loupe_event_flow);
 		return sizeof(struct loupe_event_flow);
 	case LOUPE_EV_HTTP_REQUEST:
-		*ret_min = offsetof(struct loupe_event_http, path) + 1;
+		*ret_min = offsetof(struct loupe_event_http, strings) + 2;
 		return sizeof(struct loupe_event_http);
 	case LOUPE_EV_TLS_CLIENT_HELLO:
 		*ret_min = offsetof(struct loupe_event_tls, sni) + 1;
@@ -111,22 +111,31 @@ static void decode_alpn(const __u8 *list, size_t len, struct loupe_event *ev)
 	}
 }
 
-static int decode_http(const struct loupe_event_http *rec, struct loupe_event *ev)
+static int decode_http(const struct loupe_event_http *rec, size_t strings_size,
+		       struct loupe_event *ev)
 {
+	size_t path_len = rec->path_len, host_len = rec->host_len;
 	int err, cut;
 
+	/* the path, its NUL, the Host value and its NUL, within the record */
+	if (path_len + 1 + host_len + 1 > strings_size || path_len >= LOUPE_HTTP_PATH_MAX ||
+	    host_len >= LOUPE_HTTP_HOST_MAX) {
+		err = -EINVAL;
+		goto out;
+	}
 	ev->http.path_truncated = rec->flags & LOUPE_L7F_PATH_TRUNCATED;
 	ev->http.host_truncated = rec->flags & LOUPE_L7F_HOST_TRUNCATED;
 	err = copy_string(ev->http.method, rec->method, sizeof(rec->method), sizeof(rec->method));
 	if (err < 0)
 		goto out;
-	cut = copy_string(ev->http.path, rec->path, sizeof(rec->path), rec->path_len);
+	cut = copy_string(ev->http.path, rec->strings, sizeof(ev->http.path), path_len);
 	if (cut < 0) {
 		err = cut;
 		goto out;
 	}
 	ev->http.path_truncated |= cut;
-	cut = copy_string(ev->http.host, rec->host, sizeof(rec->host), rec->host_len);
+	cut = copy_string(ev->http.host, rec->strings + path_len + 1, sizeof(ev->http.host),
+			  host_len);
 	if (cut < 0) {
 		err = cut;
 		goto out;
@@ -222,7 +231,8 @@ int loupe_event_decode(const void *record, size_t size, int64_t mono_to_real_ns,
 		err = 0;
 		break;
 	case LOUPE_EV_HTTP_REQUEST:
-		err = decode_http(&rec.http, ret_ev);
+		err = decode_http(&rec.http, size - offsetof(struct loupe_event_http, strings),
+				  ret_ev);
 		break;
 	case LOUPE_EV_TLS_CLIENT_HELLO:
 		err = decode_tls(&rec.tls, ret_ev);

@@ -61,12 +61,12 @@ static __always_inline void loupe_event_submit(struct loupe_counters *cnt, void 
 }
 
 /*
- * The size of a record that ends with a string of @len bytes (NUL excluded) in a field at
- * @str_off of a @max-byte record: the bytes after the NUL are not sent.
+ * The size of a record that ends with strings of @len bytes in all (NULs excluded) from
+ * @str_off on (+ 1 per NUL but the last): the bytes after the last NUL are not sent.
  */
 static __always_inline __u64 loupe_record_size(__u64 str_off, __u32 len, __u64 max)
 {
-	__u64 size = str_off + (len & 0x1ff) + 1;
+	__u64 size = str_off + (len & 0x3ff) + 1;
 
 	return size < max ? size : max;
 }

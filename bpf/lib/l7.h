@@ -115,23 +115,6 @@ static __always_inline __u64 loupe_bytes_equal(__u64 w, __u64 pattern)
  * the NUL up to the next word boundary are unspecified. Returns 0, or -1 when the packet
  * had no such bytes (@dst is then empty).
  */
-/*
- * Zeroes the words of @dst (@cap bytes, a multiple of 8) that a string of @len bytes and its
- * NUL will not fill, before the copy: a string that is not the last field of its record must
- * not carry bytes of an earlier packet into user space after its NUL.
- */
-static __always_inline void loupe_l7_zero_tail(char *dst, __u32 len, __u32 cap)
-{
-	__u32 j;
-
-	for (j = 0; j < LOUPE_HTTP_HOST_MAX / 8; j++) {
-		if (j * 8 + 8 > cap)
-			break;
-		if (j * 8 >= (len & ~7u))
-			*(__u64 *)&dst[j * 8] = 0;
-	}
-}
-
 static __always_inline int loupe_l7_copy_str(struct __sk_buff *skb, const struct loupe_pkt *pkt,
 					     struct loupe_scratch *s, const struct loupe_l7_buf *b,
 					     char *dst, __u32 cap)

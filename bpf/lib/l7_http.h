@@ -212,6 +212,7 @@ static __always_inline int loupe_http_parse(struct __sk_buff *skb, const struct 
 {
 	struct loupe_event_http *ev = &s->ev.http;
 	__u32 mlen, start, end, len;
+	char *host;
 	__u64 w;
 
 	if (head_len < 8)
@@ -239,11 +240,13 @@ static __always_inline int loupe_http_parse(struct __sk_buff *skb, const struct 
 	}
 	ev->path_len = len;
 	LOUPE_CUR_SET(s, out, len);
-	loupe_l7_copy_str(skb, pkt, s, &s->head, ev->path, LOUPE_HTTP_PATH_MAX);
+	loupe_l7_copy_str(skb, pkt, s, &s->head, ev->strings, LOUPE_HTTP_PATH_MAX);
 
+	/* the Host value follows the path's NUL; empty until found */
+	host = &ev->strings[ev->path_len & (LOUPE_HTTP_PATH_MAX - 1)] + 1;
+	host[0] = 0;
 	ev->host_len = 0;
 	if (!loupe_http_find_host(s, head_len)) {
-		loupe_l7_zero_tail(ev->host, 0, LOUPE_HTTP_HOST_MAX);
 		ev->flags |= LOUPE_L7F_HOST_MISSING;
 		return 1;
 	}
@@ -251,10 +254,8 @@ static __always_inline int loupe_http_parse(struct __sk_buff *skb, const struct 
 		ev->flags |= LOUPE_L7F_HOST_TRUNCATED;
 	start = LOUPE_CUR_GET(s, start);
 	end = LOUPE_CUR_GET(s, end);
-	if (end <= start || end > head_len) {
-		loupe_l7_zero_tail(ev->host, 0, LOUPE_HTTP_HOST_MAX);
+	if (end <= start || end > head_len)
 		return 1; /* an empty Host */
-	}
 	len = end - start;
 	if (len >= LOUPE_HTTP_HOST_MAX) {
 		len = LOUPE_HTTP_HOST_MAX - 1;
@@ -262,8 +263,7 @@ static __always_inline int loupe_http_parse(struct __sk_buff *skb, const struct 
 	}
 	ev->host_len = len;
 	LOUPE_CUR_SET(s, out, len);
-	loupe_l7_zero_tail(ev->host, len, LOUPE_HTTP_HOST_MAX);
-	loupe_l7_copy_str(skb, pkt, s, &s->head, ev->host, LOUPE_HTTP_HOST_MAX);
+	loupe_l7_copy_str(skb, pkt, s, &s->head, host, LOUPE_HTTP_HOST_MAX);
 	return 1;
 }
 

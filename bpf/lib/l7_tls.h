@@ -120,7 +120,8 @@ static __always_inline int loupe_tls_parse(struct __sk_buff *skb, const struct l
 	ev->max_version = 0;
 	ev->sni_len = 0;
 	ev->alpn_len = 0;
-	loupe_l7_zero_tail((char *)ev->alpn, 0, LOUPE_TLS_ALPN_MAX);
+	/* not the last field: no bytes of an earlier packet may follow the list */
+	__builtin_memset(ev->alpn, 0, sizeof(ev->alpn));
 	ev->pad[0] = ev->pad[1] = ev->pad[2] = 0;
 	ev->sni[0] = 0;
 

@@ -126,17 +126,31 @@ Test(event_decode, header_fields)
 	cr_expect_eq(ev.vlan_id, 0);
 }
 
+/* Packs the path and the Host value the way the datapath does; returns the record's size. */
+static size_t set_http(struct loupe_event_http *rec, const char *path, const char *host)
+{
+	size_t plen = strlen(path), hlen = strlen(host);
+
+	memset(rec->strings, 0, sizeof(rec->strings));
+	memcpy(rec->strings, path, plen);
+	memcpy(rec->strings + plen + 1, host, hlen);
+	rec->path_len = (__u16)plen;
+	rec->host_len = (__u16)hlen;
+	return offsetof(struct loupe_event_http, strings) + plen + 1 + hlen + 1;
+}
+
 Test(event_decode, http)
 {
 	struct loupe_event_http rec;
+	size_t size;
 
 	memset(&rec, 0, sizeof(rec));
 	fill_hdr(&rec.hdr, LOUPE_EV_HTTP_REQUEST);
 	strcpy(rec.method, "GET");
-	SET_STR(rec.path, rec.path_len, "/index.html?q=1");
-	SET_STR(rec.host, rec.host_len, "example.com:8080");
+	size = set_http(&rec, "/index.html?q=1", "example.com:8080");
 	rec.flags = LOUPE_L7F_PATH_TRUNCATED;
-	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), 0, &ev), 0);
+	/* the record as the datapath sends it: cut after the Host's NUL */
+	cr_assert_eq(loupe_event_decode(&rec, size, 0, &ev), 0);
 	cr_expect_eq(ev.kind, LOUPE_EV_HTTP_REQUEST);
 	cr_expect_eq(ev.time_ns, TS_NS);
 	cr_expect_str_eq(ev.http.method, "GET");
@@ -144,12 +158,15 @@ Test(event_decode, http)
 	cr_expect_str_eq(ev.http.host, "example.com:8080");
 	cr_expect(ev.http.path_truncated);
 	cr_expect_not(ev.http.host_truncated);
+	/* and whole */
+	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), 0, &ev), 0);
+	cr_expect_str_eq(ev.http.host, "example.com:8080");
 
 	/* a missing Host header: empty host */
-	memset(rec.host, 0, sizeof(rec.host));
-	rec.host_len = 0;
+	size = set_http(&rec, "/index.html?q=1", "");
 	rec.flags = LOUPE_L7F_HOST_MISSING | LOUPE_L7F_HOST_TRUNCATED;
-	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), 0, &ev), 0);
+	cr_assert_eq(loupe_event_decode(&rec, size, 0, &ev), 0);
+	cr_expect_str_eq(ev.http.path, "/index.html?q=1");
 	cr_expect_str_eq(ev.http.host, "");
 	cr_expect_not(ev.http.path_truncated);
 	cr_expect(ev.http.host_truncated);
@@ -162,26 +179,24 @@ Test(event_decode, http_strings_not_trusted)
 	memset(&rec, 0, sizeof(rec));
 	fill_hdr(&rec.hdr, LOUPE_EV_HTTP_REQUEST);
 
-	/* no terminator anywhere: cut at the buffer's last byte, and said so */
+	/* no terminator anywhere: the length fields bound the strings */
 	memset(rec.method, 'M', sizeof(rec.method));
-	memset(rec.path, 'p', sizeof(rec.path));
-	rec.path_len = sizeof(rec.path);
-	memset(rec.host, 'h', sizeof(rec.host));
-	rec.host_len = sizeof(rec.host);
+	memset(rec.strings, 'p', sizeof(rec.strings));
+	rec.path_len = LOUPE_HTTP_PATH_MAX - 1;
+	memset(rec.strings + LOUPE_HTTP_PATH_MAX, 'h', LOUPE_HTTP_HOST_MAX);
+	rec.host_len = LOUPE_HTTP_HOST_MAX - 2;
 	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), 0, &ev), 0);
 	cr_expect_eq(strlen(ev.http.method), sizeof(rec.method) - 1);
-	cr_expect_eq(strlen(ev.http.path), sizeof(rec.path) - 1);
+	cr_expect_eq(strlen(ev.http.path), LOUPE_HTTP_PATH_MAX - 1);
 	cr_expect_eq(ev.http.path[0], 'p');
-	cr_expect_eq(strlen(ev.http.host), sizeof(rec.host) - 1);
-	cr_expect(ev.http.path_truncated);
-	cr_expect(ev.http.host_truncated);
+	cr_expect_eq(strlen(ev.http.host), LOUPE_HTTP_HOST_MAX - 2);
+	cr_expect_eq(ev.http.host[0], 'h');
 
 	/* the length field wins over the bytes behind it, and the first NUL over both */
-	memset(rec.path, 'p', sizeof(rec.path));
-	memcpy(rec.path, "/abcdef", 7);
+	memset(rec.strings, 'p', sizeof(rec.strings));
+	memcpy(rec.strings, "/abcdef", 7);
 	rec.path_len = 3;
-	memset(rec.host, 0, sizeof(rec.host));
-	memcpy(rec.host, "ab\0cd", 5);
+	memcpy(rec.strings + 4, "ab\0cd", 5);
 	rec.host_len = 5;
 	strcpy(rec.method, "POST");
 	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), 0, &ev), 0);
@@ -195,16 +210,23 @@ Test(event_decode, http_strings_not_trusted)
 Test(event_decode, http_length_fields_oversize)
 {
 	struct loupe_event_http rec;
+	size_t size;
 
 	memset(&rec, 0, sizeof(rec));
 	fill_hdr(&rec.hdr, LOUPE_EV_HTTP_REQUEST);
-	SET_STR(rec.path, rec.path_len, "/x");
-	rec.path_len = sizeof(rec.path) + 1;
+	set_http(&rec, "/x", "h");
+	rec.path_len = LOUPE_HTTP_PATH_MAX;
 	expect_rejected(&rec, sizeof(rec));
 
-	SET_STR(rec.path, rec.path_len, "/x");
+	set_http(&rec, "/x", "h");
 	rec.host_len = 0xffff;
 	expect_rejected(&rec, sizeof(rec));
+
+	/* lengths that reach past the record's end */
+	size = set_http(&rec, "/x", "host.test");
+	expect_rejected(&rec, size - 1);
+	rec.host_len = 10;
+	expect_rejected(&rec, size);
 }
 
 Test(event_decode, tls)
@@ -377,7 +399,7 @@ Test(event_decode, wrong_size)
 	} rows[] = {
 		{ LOUPE_EV_FLOW_START, sizeof(struct loupe_event_flow),
 		  sizeof(struct loupe_event_flow) },
-		{ LOUPE_EV_HTTP_REQUEST, offsetof(struct loupe_event_http, path) + 1,
+		{ LOUPE_EV_HTTP_REQUEST, offsetof(struct loupe_event_http, strings) + 2,
 		  sizeof(struct loupe_event_http) },
 		{ LOUPE_EV_TLS_CLIENT_HELLO, offsetof(struct loupe_event_tls, sni) + 1,
 		  sizeof(struct loupe_event_tls) },

@@ -160,9 +160,9 @@ struct loupe_flow {
 #define LOUPE_VLAN_NONE 0xffff
 
 /*
- * Every event record begins with this header. Records with a string at their end (HTTP, TLS,
- * DNS) are cut after that string's NUL: a record is between offsetof(last string) + 1 and
- * sizeof(struct) bytes long, so short names and paths cost short copies.
+ * Every event record begins with this header. Records with strings at their end (HTTP, TLS,
+ * DNS) are cut after the last string's NUL: a record is between offsetof(strings) + 1 (+ 2
+ * for HTTP's two) and sizeof(struct) bytes long, so short names and paths cost short copies.
  */
 struct loupe_event_hdr {
 	__u64 ts_ns; /* CLOCK_MONOTONIC, or the capture's time in replay */
@@ -194,8 +194,12 @@ struct loupe_event_http {
 	__u16 host_len;
 	__u16 pad;
 	char method[LOUPE_HTTP_METHOD_MAX];
-	char host[LOUPE_HTTP_HOST_MAX]; /* NUL-terminated, port kept as sent */
-	char path[LOUPE_HTTP_PATH_MAX]; /* NUL-terminated; last: the record ends after it */
+	/*
+	 * The request target (path_len bytes, NUL), then the Host value as sent, port included
+	 * (host_len bytes, NUL): packed, so a typical record is a fifth of its largest size.
+	 * The record ends after the second NUL.
+	 */
+	char strings[LOUPE_HTTP_PATH_MAX + LOUPE_HTTP_HOST_MAX];
 };
 
 struct loupe_event_tls {
