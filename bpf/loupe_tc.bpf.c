@@ -171,35 +171,20 @@ __noinline int loupe_l7_dns(struct __sk_buff *skb, int dir, __u64 now)
 	return LOUPE_L7_REPORTED;
 }
 
-/*
- * Header parsing, out of line for the verifier's sake: its many paths (tags, extension
- * headers, protocols) end here, and what follows sees one packet in scratch memory instead
- * of one per path. Returns what loupe_parse() returns.
- */
-__noinline int loupe_parse_skb(struct __sk_buff *skb)
-{
-	struct loupe_scratch *s = loupe_scratch_get();
-
-	if (!s || !skb)
-		return -LOUPE_PERR_ETH_TRUNCATED;
-	__builtin_memset(&s->pkt, 0, sizeof(s->pkt));
-	return loupe_parse(skb, &s->pkt);
-}
-
 static __always_inline int loupe_handle(struct __sk_buff *skb, __u8 dir)
 {
 	struct loupe_counters *cnt = loupe_counters_get();
 	struct loupe_scratch *s = loupe_scratch_get();
+	struct loupe_pkt stack_pkt __attribute__((aligned(8))) = {};
+	struct loupe_pkt *pkt = &stack_pkt;
 	enum loupe_l7_kind kind;
 	struct loupe_flow *flow;
-	struct loupe_pkt *pkt;
 	__u64 now;
 	int ret;
 
 	if (!cnt || !s)
 		return LOUPE_TC_CONTINUE;
-	pkt = &s->pkt;
-	ret = loupe_parse_skb(skb);
+	ret = loupe_parse(skb, pkt);
 	if (ret != LOUPE_PARSED_IP) {
 		if (ret < 0)
 			loupe_count_parse_error(cnt, -ret);
@@ -213,10 +198,12 @@ static __always_inline int loupe_handle(struct __sk_buff *skb, __u8 dir)
 	}
 
 	now = loupe_now(skb);
-	flow = loupe_flow_track(skb, pkt, &dir, now, cnt);
+	flow = loupe_flow_track(skb, pkt, &dir, now);
 	kind = loupe_l7_classify(skb, pkt, flow);
 	if (kind == LOUPE_L7_NONE)
 		goto count;
+	/* the L7 handlers are global functions: the packet goes to them through scratch */
+	s->pkt = stack_pkt;
 	switch (kind) {
 	case LOUPE_L7_HTTP:
 		ret = loupe_l7_http(skb, dir, now);

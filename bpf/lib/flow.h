@@ -101,56 +101,84 @@ static __always_inline void loupe_flow_report_start(struct __sk_buff *skb,
 }
 
 /*
- * Finds the flow of @pkt, or creates it (and reports FLOW_START). @dir is in/out: in replay
- * mode a packet of a known flow takes that flow's direction. Returns the entry, or NULL when
- * the table refused a new entry (counted).
+ * The flow table's slow path, out of line: the hot path then keeps neither its stack nor
+ * its code, and the verifier checks it once (a global function). In replay mode a packet of
+ * a flow known from its other side takes that side's direction; otherwise the flow is
+ * created and FLOW_START reported. The packet is s->pkt. Returns the packet's direction,
+ * or -1 when the table refused the entry (counted).
  */
-static __always_inline struct loupe_flow *loupe_flow_track(struct __sk_buff *skb,
-							   const struct loupe_pkt *pkt, __u8 *dir,
-							   __u64 now, struct loupe_counters *cnt)
+__noinline int loupe_flow_miss(struct __sk_buff *skb, int dir, __u64 now)
 {
 	union loupe_any_flow_key key __attribute__((aligned(8)));
+	struct loupe_counters *cnt = loupe_counters_get();
+	struct loupe_scratch *s = loupe_scratch_get();
 	struct loupe_flow fresh = {};
-	bool ipv6 = pkt->flags & LOUPE_EVF_IPV6;
-	struct loupe_flow *flow;
+	const struct loupe_pkt *pkt;
+	bool ipv6;
 
-	loupe_flow_key_of(&key, pkt, *dir);
-	flow = loupe_flow_lookup(ipv6, &key);
-	if (likely(flow))
-		goto account;
+	if (!s || !cnt || !skb)
+		return -1;
+	pkt = &s->pkt;
+	ipv6 = pkt->flags & LOUPE_EVF_IPV6;
+	dir &= 1;
 
 	if (loupe_cfg_replay) {
 		/* a capture has no hooks: the flow's first packet decides who the pod is */
-		__u8 other = *dir ^ 1;
-
-		loupe_flow_key_of(&key, pkt, other);
-		flow = loupe_flow_lookup(ipv6, &key);
-		if (flow) {
-			*dir = other;
-			goto account;
-		}
-		loupe_flow_key_of(&key, pkt, *dir);
+		loupe_flow_key_of(&key, pkt, dir ^ 1);
+		if (loupe_flow_lookup(ipv6, &key))
+			return dir ^ 1;
 	}
 
+	loupe_flow_key_of(&key, pkt, dir);
 	fresh.first_seen_ns = now;
 	fresh.ifindex = skb->ifindex;
-	fresh.ipv6 = !!(pkt->flags & LOUPE_EVF_IPV6);
+	fresh.ipv6 = ipv6;
 	fresh.vlan_id = pkt->flags & LOUPE_EVF_VLAN ? pkt->vlan_id : LOUPE_VLAN_NONE;
 	if (loupe_flow_create(ipv6, &key, &fresh)) {
-		/* lost a race with another CPU, or no memory */
-		flow = loupe_flow_lookup(ipv6, &key);
-		if (!flow) {
+		/* lost a race with another CPU (then the entry is there), or no memory */
+		if (!loupe_flow_lookup(ipv6, &key)) {
 			cnt->flow_create_failed++;
-			return NULL;
+			return -1;
 		}
-		goto account;
+		return dir;
 	}
-	flow = loupe_flow_lookup(ipv6, &key);
-	if (!flow)
-		return NULL;
 	cnt->flows_created++;
-	loupe_flow_report_start(skb, pkt, *dir, now, cnt);
-account:
+	loupe_flow_report_start(skb, pkt, dir, now, cnt);
+	return dir;
+}
+
+/*
+ * Finds the flow of @pkt (creating it on a miss) and accounts the packet. @dir is in/out:
+ * in replay mode a packet of a known flow takes that flow's direction. Returns the entry,
+ * or NULL when the table refused a new one.
+ */
+static __always_inline struct loupe_flow *
+loupe_flow_track(struct __sk_buff *skb, const struct loupe_pkt *pkt, __u8 *dir, __u64 now)
+{
+	union loupe_any_flow_key key __attribute__((aligned(8)));
+	bool ipv6 = pkt->flags & LOUPE_EVF_IPV6;
+	struct loupe_flow *flow;
+	int d;
+
+	loupe_flow_key_of(&key, pkt, *dir);
+	flow = loupe_flow_lookup(ipv6, &key);
+	if (unlikely(!flow)) {
+		struct loupe_scratch *s = loupe_scratch_get();
+
+		if (!s)
+			return NULL;
+		s->pkt = *pkt; /* for the out-of-line slow path */
+		d = loupe_flow_miss(skb, *dir, now);
+		if (d < 0)
+			return NULL;
+		if (d != *dir) {
+			*dir = d;
+			loupe_flow_key_of(&key, pkt, *dir);
+		}
+		flow = loupe_flow_lookup(ipv6, &key);
+		if (!flow)
+			return NULL;
+	}
 	loupe_flow_account(flow, *dir, now, skb->len, pkt->tcp_flags);
 	return flow;
 }
