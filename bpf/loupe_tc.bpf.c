@@ -226,7 +226,7 @@ static __always_inline int loupe_handle(struct __sk_buff *skb, __u8 dir)
 count:
 	dir &= 1;
 	cnt->packets[dir]++;
-	cnt->bytes[dir] += skb->len;
+	cnt->bytes[dir] += loupe_wire_bytes(skb);
 	return LOUPE_TC_CONTINUE;
 }
 

@@ -12,7 +12,7 @@
 
 #include "cmd.h"
 #include "event.h"
-#include "event_pb.h"
+#include "event_json.h"
 #include "event_text.h"
 #include "replay.h"
 

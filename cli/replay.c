@@ -133,17 +133,6 @@ static int replay_check_linktype(pcap_t *pcap, const char *path, char *errbuf, s
 	return -EPROTONOSUPPORT;
 }
 
-/*
- * The longest frame BPF_PROG_TEST_RUN takes for an skb program: a page less NET_SKB_PAD (64)
- * and the aligned struct skb_shared_info (320 with 17 frags): 3712 with 4 KiB pages.
- */
-static uint32_t replay_run_max(void)
-{
-	long page = sysconf(_SC_PAGESIZE);
-
-	return (uint32_t)((page > 0 ? page : 4096) - 64 - 320);
-}
-
 static const char *replay_datapath_hint(int err)
 {
 	switch (err) {
@@ -221,17 +210,19 @@ int loupe_replay_file(const char *path, const struct loupe_replay_opts *opts,
 		}
 		/* PCAP_TSTAMP_PRECISION_NANO: tv_usec holds nanoseconds. */
 		ts_ns = (uint64_t)hdr->ts.tv_sec * 1000000000ull + (uint64_t)hdr->ts.tv_usec;
-		err = loupe_datapath_run(dp, opts->direction, data, hdr->caplen, ts_ns, &action);
-		if (err == -EINVAL && hdr->caplen > replay_run_max()) {
+		err = loupe_datapath_run_wire(dp, opts->direction, data, hdr->caplen, hdr->len,
+					      ts_ns, &action);
+		if (err == -EINVAL && hdr->caplen > loupe_datapath_run_max()) {
 			/*
 			 * BPF_PROG_TEST_RUN takes at most a page less headroom and tailroom. The
 			 * refused run did not reach the program, so retrying changes no state; the
 			 * cut frame is like one cut by a snaplen, which the datapath handles.
 			 */
-			err = loupe_datapath_run(dp, opts->direction, data, replay_run_max(), ts_ns,
-						 &action);
+			err = loupe_datapath_run_wire(dp, opts->direction, data,
+						      loupe_datapath_run_max(), hdr->len, ts_ns,
+						      &action);
 			if (!err) {
-				ret_stats->run_max = replay_run_max();
+				ret_stats->run_max = loupe_datapath_run_max();
 				if (!ret_stats->frames_cut)
 					ret_stats->first_cut_frame = ret_stats->frames;
 				ret_stats->frames_cut++;

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -189,10 +190,15 @@ int loupe_datapath_counters_fd(const struct loupe_datapath *dp)
 	return bpf_map__fd(dp->skel->maps.loupe_counters);
 }
 
-int loupe_datapath_run(struct loupe_datapath *dp, enum loupe_direction dir, const void *frame,
-		       size_t len, uint64_t ts_ns, int *ret_tc_action)
+int loupe_datapath_run_wire(struct loupe_datapath *dp, enum loupe_direction dir,
+			    const void *frame, size_t len, size_t wire_len, uint64_t ts_ns,
+			    int *ret_tc_action)
 {
-	struct __sk_buff skb_ctx = { .tstamp = ts_ns };
+	/* a wire length beyond what an skb can say (GSO_MAX_SIZE) is left to skb->len */
+	struct __sk_buff skb_ctx = { .tstamp = ts_ns,
+				     .wire_len = wire_len > len && wire_len <= 65536 ?
+							 (uint32_t)wire_len :
+							 0 };
 	LIBBPF_OPTS(bpf_test_run_opts, run, .data_in = frame, .data_size_in = len,
 		    .ctx_in = &skb_ctx, .ctx_size_in = sizeof(skb_ctx), .repeat = 1);
 	int err;
@@ -205,6 +211,19 @@ int loupe_datapath_run(struct loupe_datapath *dp, enum loupe_direction dir, cons
 	if (ret_tc_action)
 		*ret_tc_action = (int)run.retval;
 	return 0;
+}
+
+int loupe_datapath_run(struct loupe_datapath *dp, enum loupe_direction dir, const void *frame,
+		       size_t len, uint64_t ts_ns, int *ret_tc_action)
+{
+	return loupe_datapath_run_wire(dp, dir, frame, len, len, ts_ns, ret_tc_action);
+}
+
+size_t loupe_datapath_run_max(void)
+{
+	long page = sysconf(_SC_PAGESIZE);
+
+	return (page > 0 ? (size_t)page : 4096) - 64 - 320;
 }
 
 int loupe_datapath_drain(struct loupe_datapath *dp)

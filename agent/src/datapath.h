@@ -48,6 +48,21 @@ int loupe_datapath_counters_fd(const struct loupe_datapath *dp);
 int loupe_datapath_run(struct loupe_datapath *dp, enum loupe_direction dir, const void *frame,
 		       size_t len, uint64_t ts_ns, int *ret_tc_action);
 
+/*
+ * As loupe_datapath_run(), for a frame of @wire_len bytes of which @len were captured (a
+ * snaplen, or BPF_PROG_TEST_RUN's own limit: loupe_datapath_run_max()): the flow's byte
+ * counts are the wire's.
+ */
+int loupe_datapath_run_wire(struct loupe_datapath *dp, enum loupe_direction dir,
+			    const void *frame, size_t len, size_t wire_len, uint64_t ts_ns,
+			    int *ret_tc_action);
+
+/*
+ * The longest frame BPF_PROG_TEST_RUN takes for a TC program: a page less the skb's headroom
+ * (NET_SKB_PAD) and its aligned struct skb_shared_info, 3712 bytes with 4 KiB pages.
+ */
+size_t loupe_datapath_run_max(void);
+
 /* Hands every pending ring buffer record to the callback. Returns records seen or -errno. */
 int loupe_datapath_drain(struct loupe_datapath *dp);
 

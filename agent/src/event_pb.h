@@ -8,6 +8,7 @@
 #define LOUPE_EVENT_PB_H
 
 #include "event.h"
+#include "event_json.h"
 #include "loupe/v1/event.pb-c.h"
 
 /*
@@ -40,10 +41,5 @@ struct loupe_event_pb {
  */
 int loupe_event_to_pb(const struct loupe_event *ev, struct loupe_event_pb *ret_pb);
 
-/*
- * @ev as one line of proto3 JSON (loupe.v1.Event), without a newline. Returns a malloc'd
- * string the caller frees, or NULL and sets errno.
- */
-char *loupe_event_to_json(const struct loupe_event *ev);
 
 #endif /* LOUPE_EVENT_PB_H */

@@ -38,6 +38,17 @@ extern const volatile __u8 loupe_cfg_coarse_clock; /* bpf_ktime_get_coarse_ns() 
 /* "continue": let the next filter (or the default action) decide. */
 #define LOUPE_TC_CONTINUE TC_ACT_UNSPEC
 
+/*
+ * Bytes the packet takes on the wire: wire_len counts every segment of a GSO packet (and, in
+ * replay, a frame's length before a snaplen cut); 0 where the stack did not set it.
+ */
+static __always_inline __u32 loupe_wire_bytes(const struct __sk_buff *skb)
+{
+	__u32 wire = skb->wire_len;
+
+	return wire ? wire : skb->len;
+}
+
 static __always_inline __u64 loupe_now(const struct __sk_buff *skb)
 {
 	if (loupe_cfg_replay)

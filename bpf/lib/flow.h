@@ -179,7 +179,7 @@ loupe_flow_track(struct __sk_buff *skb, const struct loupe_pkt *pkt, __u8 *dir, 
 		if (!flow)
 			return NULL;
 	}
-	loupe_flow_account(flow, *dir, now, skb->len, pkt->tcp_flags);
+	loupe_flow_account(flow, *dir, now, loupe_wire_bytes(skb), pkt->tcp_flags);
 	return flow;
 }
 

@@ -191,6 +191,42 @@ Test(flow, icmp_echo_pair, .description = "echo request and reply share one flow
 	fx_close(fx);
 }
 
+/*
+ * A frame cut short (a snaplen, or BPF_PROG_TEST_RUN's own limit) counts the bytes it had
+ * on the wire, and the datapath still reads its headers.
+ */
+Test(flow, wire_length_counts, .description = "a cut frame counts its wire length in bytes")
+{
+	const struct loupe_pkt_spec spec = { .proto = IPPROTO_UDP,
+					     .dport = 9000,
+					     .payload = "0123456789abcdef0123456789abcdef" };
+	struct loupe_flow_key key;
+	struct loupe_flow flow;
+	struct loupe_pkt pkt;
+	struct fx *fx = fx_open(true);
+	size_t cut;
+	int rc, err;
+
+	cr_assert_eq(loupe_pkt_build(&spec, &pkt), 0);
+	cut = pkt.payload_off + 4; /* the headers and four payload bytes */
+	fx_row(fx, "udp_cut_after_headers", pkt.buf, cut);
+	err = loupe_datapath_run_wire(fx->dp, LOUPE_DIR_POD_EGRESS, pkt.buf, cut, pkt.len, 0, &rc);
+	fx_eq(fx, "run", err, 0);
+	fx_eq(fx, "tc action", rc, -1);
+	loupe_datapath_drain(fx->dp);
+	fx_eq(fx, "FLOW_START", fx_count(fx, LOUPE_EV_FLOW_START), 1);
+
+	fx_flow_key(&key, &pkt, LOUPE_DIR_POD_EGRESS, IPPROTO_UDP, -1);
+	if (!fx_flow(fx, &key, &flow)) {
+		fx_fail(fx, "no flow entry");
+	} else {
+		fx_eq(fx, "flow.packets[egress]", flow.packets[0], 1);
+		fx_eq(fx, "flow.bytes[egress] (the wire's, not the captured)", flow.bytes[0],
+		      pkt.len);
+	}
+	fx_close(fx);
+}
+
 /* A batch of every kind of packet, both ways: the counters add up to the batch. */
 Test(counters, batch, .description = "packets/bytes per direction add up after a mixed batch")
 {
