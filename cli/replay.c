@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -27,6 +28,59 @@ struct replay_run {
 
 static void replay_err(char *errbuf, size_t errsize, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+struct replay_flows {
+	struct loupe_event *ev;
+	size_t n, cap;
+};
+
+/* At the end of the capture every flow still in the table ends: one FLOW_END each. */
+static int replay_collect_flow(void *ctx, const struct loupe_flow_key *key,
+			       const struct loupe_flow *flow)
+{
+	struct replay_flows *flows = ctx;
+
+	if (flows->n == flows->cap) {
+		size_t cap = flows->cap ? 2 * flows->cap : 64;
+		struct loupe_event *ev = realloc(flows->ev, cap * sizeof(*ev));
+
+		if (!ev)
+			return -ENOMEM;
+		flows->ev = ev;
+		flows->cap = cap;
+	}
+	loupe_event_from_flow(key, flow, 0, &flows->ev[flows->n]);
+	flows->ev[flows->n].ifindex = 0; /* lo, as for every record of a replay */
+	flows->n++;
+	return 0;
+}
+
+static int replay_cmp_first_seen(const void *a, const void *b)
+{
+	const struct loupe_event *x = a, *y = b;
+
+	if (x->flow.first_seen_ns != y->flow.first_seen_ns)
+		return x->flow.first_seen_ns < y->flow.first_seen_ns ? -1 : 1;
+	return 0;
+}
+
+/* FLOW_END for every flow of the capture, in the order the flows began. */
+static int replay_end_flows(struct loupe_datapath *dp, struct replay_run *run)
+{
+	struct replay_flows flows = { 0 };
+	int err;
+
+	err = loupe_datapath_flows_foreach(dp, replay_collect_flow, &flows);
+	if (!err)
+		qsort(flows.ev, flows.n, sizeof(*flows.ev), replay_cmp_first_seen);
+	for (size_t i = 0; !err && i < flows.n; i++) {
+		flows.ev[i].seq = ++run->stats->events;
+		run->stats->events_by_kind[LOUPE_EV_FLOW_END]++;
+		err = run->on_event(run->ctx, &flows.ev[i]);
+	}
+	free(flows.ev);
+	return err;
+}
 
 static void replay_err(char *errbuf, size_t errsize, const char *fmt, ...)
 {
@@ -245,7 +299,10 @@ int loupe_replay_file(const char *path, const struct loupe_replay_opts *opts,
 			goto out;
 		}
 	}
-	err = 0;
+	/* the capture is over: so is every flow it opened */
+	err = replay_end_flows(dp, &run);
+	if (err)
+		goto out;
 
 out:
 	if (dp && loupe_datapath_read_counters(dp, &ret_stats->counters) == 0)

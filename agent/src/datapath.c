@@ -190,15 +190,14 @@ int loupe_datapath_counters_fd(const struct loupe_datapath *dp)
 	return bpf_map__fd(dp->skel->maps.loupe_counters);
 }
 
-int loupe_datapath_run_wire(struct loupe_datapath *dp, enum loupe_direction dir,
-			    const void *frame, size_t len, size_t wire_len, uint64_t ts_ns,
-			    int *ret_tc_action)
+int loupe_datapath_run_wire(struct loupe_datapath *dp, enum loupe_direction dir, const void *frame,
+			    size_t len, size_t wire_len, uint64_t ts_ns, int *ret_tc_action)
 {
 	/* a wire length beyond what an skb can say (GSO_MAX_SIZE) is left to skb->len */
 	struct __sk_buff skb_ctx = { .tstamp = ts_ns,
-				     .wire_len = wire_len > len && wire_len <= 65536 ?
-							 (uint32_t)wire_len :
-							 0 };
+				     .wire_len = wire_len > len && wire_len <= 65536
+							 ? (uint32_t)wire_len
+							 : 0 };
 	LIBBPF_OPTS(bpf_test_run_opts, run, .data_in = frame, .data_size_in = len,
 		    .ctx_in = &skb_ctx, .ctx_size_in = sizeof(skb_ctx), .repeat = 1);
 	int err;

@@ -53,9 +53,8 @@ int loupe_datapath_run(struct loupe_datapath *dp, enum loupe_direction dir, cons
  * snaplen, or BPF_PROG_TEST_RUN's own limit: loupe_datapath_run_max()): the flow's byte
  * counts are the wire's.
  */
-int loupe_datapath_run_wire(struct loupe_datapath *dp, enum loupe_direction dir,
-			    const void *frame, size_t len, size_t wire_len, uint64_t ts_ns,
-			    int *ret_tc_action);
+int loupe_datapath_run_wire(struct loupe_datapath *dp, enum loupe_direction dir, const void *frame,
+			    size_t len, size_t wire_len, uint64_t ts_ns, int *ret_tc_action);
 
 /*
  * The longest frame BPF_PROG_TEST_RUN takes for a TC program: a page less the skb's headroom

@@ -272,3 +272,29 @@ int loupe_event_format_addr(const struct loupe_event *ev, bool src, char *buf, s
 		s = inet_ntop(AF_INET6, a, buf, (socklen_t)len);
 	return s ? 0 : -errno;
 }
+
+void loupe_event_from_flow(const struct loupe_flow_key *key, const struct loupe_flow *flow,
+			   int64_t mono_to_real_ns, struct loupe_event *ret_ev)
+{
+	memset(ret_ev, 0, sizeof(*ret_ev));
+	ret_ev->kind = LOUPE_EV_FLOW_END;
+	ret_ev->time_ns = flow->last_seen_ns + (uint64_t)mono_to_real_ns;
+	ret_ev->ifindex = flow->ifindex;
+	ret_ev->direction = -1; /* both directions: the pod is the source */
+	ret_ev->protocol = key->protocol;
+	ret_ev->has_ip = true;
+	ret_ev->ipv6 = flow->ipv6;
+	memcpy(ret_ev->saddr, key->pod_addr, sizeof(ret_ev->saddr));
+	memcpy(ret_ev->daddr, key->peer_addr, sizeof(ret_ev->daddr));
+	ret_ev->sport = ntohs(key->pod_port);
+	ret_ev->dport = ntohs(key->peer_port);
+	ret_ev->has_vlan = flow->vlan_id != LOUPE_VLAN_NONE;
+	ret_ev->vlan_id = ret_ev->has_vlan ? flow->vlan_id : 0;
+	for (int d = 0; d < LOUPE_DIR_MAX; d++) {
+		ret_ev->flow.dir[d].packets = flow->packets[d];
+		ret_ev->flow.dir[d].bytes = flow->bytes[d];
+		ret_ev->flow.dir[d].tcp_flags = flow->tcp_flags[d];
+	}
+	ret_ev->flow.first_seen_ns = flow->first_seen_ns + (uint64_t)mono_to_real_ns;
+	ret_ev->flow.last_seen_ns = flow->last_seen_ns + (uint64_t)mono_to_real_ns;
+}

@@ -99,6 +99,14 @@ int loupe_event_decode(const void *record, size_t size, int64_t mono_to_real_ns,
 const char *loupe_event_kind_name(enum loupe_event_kind kind);
 
 /*
+ * A FLOW_END event from a flow table entry: the pod is the source, its peer the
+ * destination; per-direction packets, bytes and TCP flags; first and last seen.
+ * @mono_to_real_ns as for loupe_event_decode().
+ */
+void loupe_event_from_flow(const struct loupe_flow_key *key, const struct loupe_flow *flow,
+			   int64_t mono_to_real_ns, struct loupe_event *ret_ev);
+
+/*
  * Writes the source (@src) or destination address of @ev in presentation form: dotted
  * IPv4 for an IPv4-mapped address of an IPv4 event, else IPv6. @len: LOUPE_EVENT_ADDR_MAX
  * is enough. Returns 0, -EINVAL when the event has no addresses (!has_ip), -ENOSPC.

@@ -41,5 +41,4 @@ struct loupe_event_pb {
  */
 int loupe_event_to_pb(const struct loupe_event *ev, struct loupe_event_pb *ret_pb);
 
-
 #endif /* LOUPE_EVENT_PB_H */
