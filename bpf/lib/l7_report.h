@@ -82,8 +82,8 @@ loupe_l7_classify(struct __sk_buff *skb, const struct loupe_pkt *pkt, const stru
  * a shared tail). The packet comes through scratch memory (s->pkt) for the same reason.
  */
 /* Sends the event built in s->ev: its header from s->pkt, then @size bytes in all. */
-static __always_inline int loupe_l7_emit(struct __sk_buff *skb, struct loupe_scratch *s,
-					 __u16 kind, int dir, __u64 now, __u64 size)
+static __always_inline int loupe_l7_emit(struct __sk_buff *skb, struct loupe_scratch *s, __u16 kind,
+					 int dir, __u64 now, __u64 size)
 {
 	loupe_event_hdr_fill(&s->ev.hdr, skb, &s->pkt, kind, dir, now);
 	loupe_event_submit(loupe_counters_get(), &s->ev, size, kind);
@@ -130,7 +130,7 @@ __noinline int loupe_l7_tls(struct __sk_buff *skb, int more, int dir, __u64 now)
 		pending = bpf_map_lookup_elem(&loupe_tls_pending, &key);
 		if (!pending)
 			return LOUPE_L7_NOTHING; /* evicted: give up on this ClientHello */
-		if (!loupe_tls_append(skb, pkt, pending))
+		if (!loupe_tls_append(skb, pkt, pending, dir))
 			return LOUPE_L7_PENDING;
 		if (!loupe_tls_parse(skb, pkt, s, &pending->buf)) {
 			bpf_map_delete_elem(&loupe_tls_pending, &key);

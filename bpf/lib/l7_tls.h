@@ -198,10 +198,12 @@ static __always_inline void loupe_tls_pending_key(struct loupe_flow_key *key,
  * pointless: what is there is parsed), 0 to keep waiting.
  */
 static __always_inline int loupe_tls_append(struct __sk_buff *skb, const struct loupe_pkt *pkt,
-					    struct loupe_tls_pending *p)
+					    struct loupe_tls_pending *p, __u8 dir)
 {
 	__u32 have = p->buf.len, n = pkt->payload_len;
 
+	if (dir != p->dir)
+		return 0; /* the server's side, in another sequence space: not ours to judge */
 	if (pkt->tcp_seq != p->next_seq)
 		/* a retransmission of what we hold: wait; a gap: parse what we have */
 		return (__s32)(pkt->tcp_seq - p->next_seq) > 0;
@@ -244,6 +246,8 @@ static __always_inline int loupe_tls_start_pending(struct __sk_buff *skb,
 	p->buf.total = n;
 	p->need = need < LOUPE_L7_BUF_MAX ? need : LOUPE_L7_BUF_MAX;
 	p->next_seq = pkt->tcp_seq + n;
+	p->dir = dir;
+	p->pad = 0;
 	loupe_tls_pending_key(&key, pkt, dir);
 	return bpf_map_update_elem(&loupe_tls_pending, &key, p, BPF_ANY) == 0;
 }

@@ -71,6 +71,8 @@ struct loupe_l7_buf {
 struct loupe_tls_pending {
 	__u32 next_seq; /* TCP sequence number of the next byte expected */
 	__u32 need;	/* bytes of the record, header included (cut to LOUPE_L7_BUF_MAX) */
+	__u32 dir;	/* the client's direction: the peer's segments are not part of it */
+	__u32 pad;
 	struct loupe_l7_buf buf;
 	__u8 slack[LOUPE_L7_BUF_MAX]; /* lets an append at any masked offset stay in bounds */
 };

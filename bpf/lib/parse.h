@@ -137,14 +137,15 @@ static __always_inline int loupe_parse_l4(struct loupe_pkt *pkt, void *data, voi
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6: {
 		struct loupe_icmphdr *ih = l4; /* same layout for ICMPv6 */
-		bool echo =
-			pkt->protocol == IPPROTO_ICMP
-				? ih->type == LOUPE_ICMP_ECHO || ih->type == LOUPE_ICMP_ECHOREPLY
-				: ih->type == LOUPE_ICMPV6_ECHO_REQUEST ||
-					  ih->type == LOUPE_ICMPV6_ECHO_REPLY;
+		bool echo;
 
 		if ((void *)(ih + 1) > data_end)
 			return -LOUPE_PERR_L4_TRUNCATED;
+		if (pkt->protocol == IPPROTO_ICMP)
+			echo = ih->type == LOUPE_ICMP_ECHO || ih->type == LOUPE_ICMP_ECHOREPLY;
+		else
+			echo = ih->type == LOUPE_ICMPV6_ECHO_REQUEST ||
+			       ih->type == LOUPE_ICMPV6_ECHO_REPLY;
 		if (echo) {
 			/* both ports carry the echo id: request and reply share one flow */
 			pkt->sport = ih->id;

@@ -561,7 +561,8 @@ Test(l7, no_stale_bytes, .description = "record bytes past a string are not an e
 }
 
 /* A ClientHello in two segments: the event comes with the second, whole, flagged. */
-Test(l7, tls_two_segments, .description = "a ClientHello split after 110 bytes is reassembled")
+Test(l7, tls_two_segments,
+     .description = "a ClientHello split after 110 bytes is reassembled, the peer's data apart")
 {
 	static const struct loupe_pkt_tls ch = { .sni = "split.example.test",
 						 .alpn = { "h2" },
@@ -583,9 +584,22 @@ Test(l7, tls_two_segments, .description = "a ClientHello split after 110 bytes i
 	spec.tcp.seq = 1000 + 110;
 	cr_assert_eq(loupe_pkt_build(&spec, &second), 0);
 
+	/* the server's side, sequence numbers of its own, between the two: not part of it */
+	struct loupe_pkt_spec peer_spec = spec;
+	struct loupe_pkt peer;
+
+	peer_spec.reply = true;
+	peer_spec.payload = "\x17\x03\x03\x00\x01x";
+	peer_spec.payload_len = 6;
+	peer_spec.tcp.seq = 1000 + 4096; /* ahead of the client's next byte: would read as a gap */
+	cr_assert_eq(loupe_pkt_build(&peer_spec, &peer), 0);
+
 	fx_row(fx, "tls_split_first", first.buf, first.len);
 	fx_run_ok(fx, LOUPE_DIR_POD_EGRESS, &first, 0);
 	fx_eq(fx, "TLS records", fx_count(fx, TLS), 0);
+	fx_row(fx, "tls_split_peer_data", peer.buf, peer.len);
+	fx_run_ok(fx, LOUPE_DIR_POD_INGRESS, &peer, 0);
+	fx_eq(fx, "TLS records after the peer's segment", fx_count(fx, TLS), 0);
 	fx_row(fx, "tls_split_second", second.buf, second.len);
 	fx_run_ok(fx, LOUPE_DIR_POD_EGRESS, &second, 0);
 	fx_check_decode(fx);
