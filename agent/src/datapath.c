@@ -5,8 +5,10 @@
  * links is not done here.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -28,6 +30,69 @@ static int datapath_on_ringbuf(void *ctx, void *data, size_t size)
 	struct loupe_datapath *dp = ctx;
 
 	return dp->on_record ? dp->on_record(dp->ctx, data, size) : 0;
+}
+
+/* Every map gets a pin path under @dir: libbpf reuses a compatible pinned map, or pins. */
+static int datapath_set_pin_paths(struct loupe_tc_bpf *skel, const char *dir)
+{
+	char path[PATH_MAX];
+	struct bpf_map *map;
+	int err;
+
+	if (mkdir(dir, 0700) && errno != EEXIST)
+		return -errno;
+	bpf_object__for_each_map(map, skel->obj)
+	{
+		if (bpf_map__is_internal(map))
+			continue; /* .rodata: settings of this agent, not state */
+		if (snprintf(path, sizeof(path), "%s/%s", dir, bpf_map__name(map)) >=
+		    (int)sizeof(path))
+			return -ENAMETOOLONG;
+		err = bpf_map__set_pin_path(map, path);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+/* Pins the programs under @dir, replacing an earlier agent's pins of the same name. */
+static int datapath_pin_programs(struct loupe_tc_bpf *skel, const char *dir)
+{
+	struct bpf_program *prog;
+	char path[PATH_MAX];
+	int err;
+
+	bpf_object__for_each_program(prog, skel->obj)
+	{
+		if (snprintf(path, sizeof(path), "%s/%s", dir, bpf_program__name(prog)) >=
+		    (int)sizeof(path))
+			return -ENAMETOOLONG;
+		if (unlink(path) && errno != ENOENT)
+			return -errno;
+		err = bpf_program__pin(prog, path);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+int loupe_datapath_unpin(const char *pin_dir)
+{
+	static const char *const names[] = { LOUPE_MAP_FLOWS4,	    LOUPE_MAP_FLOWS6,
+					     LOUPE_MAP_EVENTS,	    LOUPE_MAP_COUNTERS,
+					     LOUPE_MAP_TLS_PENDING, "loupe_scratch",
+					     LOUPE_PROG_POD_EGRESS, LOUPE_PROG_POD_INGRESS };
+	char path[PATH_MAX];
+	int err = 0;
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", pin_dir, names[i]);
+		if (unlink(path) && errno != ENOENT && !err)
+			err = -errno;
+	}
+	if (rmdir(pin_dir) && errno != ENOENT && errno != ENOTEMPTY && !err)
+		err = -errno;
+	return err;
 }
 
 int loupe_datapath_open(const struct loupe_datapath_opts *opts, loupe_record_fn on_record,
@@ -71,9 +136,21 @@ int loupe_datapath_open(const struct loupe_datapath_opts *opts, loupe_record_fn 
 			goto fail;
 	}
 
+	if (opts && opts->pin_dir) {
+		err = datapath_set_pin_paths(dp->skel, opts->pin_dir);
+		if (err)
+			goto fail;
+	}
+
 	err = loupe_tc_bpf__load(dp->skel);
 	if (err)
 		goto fail;
+
+	if (opts && opts->pin_dir) {
+		err = datapath_pin_programs(dp->skel, opts->pin_dir);
+		if (err)
+			goto fail;
+	}
 
 	dp->rb = ring_buffer__new(bpf_map__fd(dp->skel->maps.loupe_events), datapath_on_ringbuf, dp,
 				  NULL);

@@ -24,6 +24,12 @@ struct loupe_datapath_opts {
 	bool replay;
 	uint32_t flows_max;   /* 0: LOUPE_FLOWS_DEFAULT_MAX */
 	uint32_t events_size; /* ring buffer bytes, power of two; 0: LOUPE_EVENTS_DEFAULT_SIZE */
+	/*
+	 * A bpffs directory (e.g. /sys/fs/bpf/loupe): maps pinned there by an earlier agent are
+	 * reused (flows and counters survive a restart), new ones pinned; programs are pinned
+	 * there after load, replacing the earlier agent's pins. NULL: nothing pinned.
+	 */
+	const char *pin_dir;
 };
 
 /* Called for each ring buffer record; a non-zero return stops the drain and is passed up. */
@@ -33,6 +39,12 @@ typedef int (*loupe_record_fn)(void *ctx, const void *record, size_t size);
 int loupe_datapath_open(const struct loupe_datapath_opts *opts, loupe_record_fn on_record,
 			void *ctx, struct loupe_datapath **ret_dp);
 struct loupe_datapath *loupe_datapath_free(struct loupe_datapath *dp);
+
+/*
+ * Removes every pin loupe makes under @pin_dir, then the directory if it is empty.
+ * Returns 0 (also when nothing was there) or -errno.
+ */
+int loupe_datapath_unpin(const char *pin_dir);
 
 int loupe_datapath_prog_fd(const struct loupe_datapath *dp, enum loupe_direction dir);
 int loupe_datapath_flows_fd(const struct loupe_datapath *dp, bool ipv6);

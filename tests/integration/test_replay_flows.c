@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * Flow accounting of loupectl replay against tshark: runs the real build/bin/loupectl on every
- * capture of tests/data and on a few clean captures of the shared corpus, keeps the FLOW_END
+ * capture of tests/data and of the shared corpus (but corpus_skip[]), keeps the FLOW_END
  * events, and checks each against the conversations computed here from tshark's per-frame
  * fields: addresses, ports, protocol, VLAN, per-direction packets, bytes and TCP flags, first
  * and last seen, and that there is exactly one FLOW_END per conversation and none besides.
@@ -46,23 +46,18 @@ extern char **environ;
 #define LOUPECTL LOUPE_BIN_DIR "/loupectl"
 
 /*
- * Shared-corpus captures where the comparison means something: real, complete, untruncated
- * conversations whose every frame the datapath parses. Left out on purpose: fragments,
- * snapped or truncated headers, malformed packets and deep VLAN stacks (the datapath drops
- * those from flow accounting by design; test_replay.c and tests/bpf cover them), and captures
- * with nothing but one-frame flows.
+ * Shared-corpus captures left out, and why. Every other capture of the corpus is compared:
+ * fragments, snapped frames (zk-tcp-truncated-header), frames above BPF_PROG_TEST_RUN's limit
+ * that replay cuts but counts with their wire length (sv-base64, sv-community-id-ipv6,
+ * zk-tls-chrome-1250-...), up to 3 VLAN tags and ARP-only captures all have a meaning here.
  */
-static const char *const corpus_captures[] = {
-	"zk-http-post.pcap",		       /* HTTP POST over IPv4, full TCP connection */
-	"zk-http-pipelined-requests.pcap",     /* several requests, one keep-alive connection */
-	"zk-http-vlan-0.pcap",		       /* 802.1Q priority tag: VID 0 */
-	"sv-dns-udp-eve-log-answer-only.pcap", /* DNS over UDP */
-	"td-dns_tcp.pcap",		       /* DNS over TCP */
-	"zk-dns-edns-ecs.pcap",		       /* many UDP/TCP DNS flows, IPv4 and IPv6 */
-	"zk-tls-tls13-ech.pcap",	       /* TLS 1.3, several connections */
-	"sv-community-id-ipv6.pcap",	       /* TLS over IPv6 */
-	"sv-datasets-08-state-ipv6.pcap",      /* DNS over IPv6 behind a VLAN tag */
-	"sv-eve-flow-vlan-02.pcap",	       /* ICMP echo, 1 to 3 VLAN tags, one flow */
+static const struct {
+	const char *capture;
+	const char *reason;
+} corpus_skip[] = {
+	{ "zk-trunc-ipv4-internally-truncated-header.pcap",
+	  "its one frame claims a 60-byte IPv4 header and holds 20 bytes of it: tshark cannot read "
+	  "the destination, the datapath refuses the frame (IPV4_TRUNCATED); no flow to compare" },
 };
 
 /* ------------------------------------------------------------------ temp dir, processes */
@@ -489,6 +484,7 @@ static int frame_read(const char *capture, char **f, struct flow_key *ret_key, u
 		cr_assert(!strcmp(l4, "icmp") && parse_uint(f[F_ICMP_TYPE], 10, 255, &type),
 			  "%s frame %lu: no ICMP header in tshark's reading ('%s')", capture, frame,
 			  f[F_PROTOCOLS]);
+		/* tshark shows icmp.ident in decimal, icmpv6.echo.identifier in hex: base 0 */
 		if (type == 0 || type == 8) { /* echo reply, echo request */
 			cr_assert(parse_uint(f[F_ICMP_ID], 0, 0xffff, &v),
 				  "%s frame %lu: icmp.ident '%s'", capture, frame, f[F_ICMP_ID]);
@@ -803,10 +799,10 @@ static void compare_flow(const char *capture, const struct flow_end *e, const st
 }
 
 /*
- * Compares one capture; prints its one-line summary. @want_all: every frame of the capture
- * must belong to a flow (true of tests/data, where it checks the reading itself).
+ * Compares one capture; prints its one-line summary. @own: a capture of tests/data, where
+ * every frame belongs to a flow (which checks the reading itself).
  */
-static unsigned int compare_capture(const char *label, const char *path, bool want_all)
+static unsigned int compare_capture(const char *label, const char *path, bool own)
 {
 	const char *capture = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
 	struct capture_counts cnt;
@@ -819,8 +815,11 @@ static unsigned int compare_capture(const char *label, const char *path, bool wa
 	loupe_flow_ends(path, &ends);
 
 	cr_expect(cnt.frames > 0, "%s: tshark read no frame", capture);
-	cr_expect(flows.n > 0, "%s: tshark sees no flow: nothing to compare", capture);
-	if (want_all && cnt.counted != cnt.frames) {
+	if (own && !flows.n) {
+		cr_expect_fail("%s: tshark sees no flow: nothing to compare", capture);
+		mismatches++;
+	}
+	if (own && cnt.counted != cnt.frames) {
 		cr_expect_fail("%s: %u of %u frames in no flow (%u not IP, %u later fragments)",
 			       capture, cnt.frames - cnt.counted, cnt.frames, cnt.non_ip,
 			       cnt.later_fragments);
@@ -918,25 +917,39 @@ Test(replay_flows, own_captures)
 	fprintf(stderr, "[tests/data] %d captures, %u mismatches\n", n, mismatches);
 }
 
+static bool corpus_skipped(const char *capture)
+{
+	for (size_t i = 0; i < sizeof(corpus_skip) / sizeof(corpus_skip[0]); i++)
+		if (!strcmp(corpus_skip[i].capture, capture))
+			return true;
+	return false;
+}
+
 Test(replay_flows, corpus)
 {
-	size_t n = sizeof(corpus_captures) / sizeof(corpus_captures[0]);
-	unsigned int mismatches = 0;
+	unsigned int mismatches = 0, skipped = 0;
+	struct dirent **list;
 	char path[1024];
 	struct stat st;
+	int n, i;
 
 	if (stat(LOUPE_SHARED_CORPUS, &st) || !S_ISDIR(st.st_mode))
 		SKIP("shared corpus %s is not there: nothing to compare", LOUPE_SHARED_CORPUS);
 	need_tools();
-	for (size_t i = 0; i < n; i++) {
-		snprintf(path, sizeof(path), "%s/%s", LOUPE_SHARED_CORPUS, corpus_captures[i]);
-		if (stat(path, &st)) {
-			cr_expect_fail("%s: %s (the corpus changed: update corpus_captures[])",
-				       path, strerror(errno));
-			mismatches++;
-			continue;
+	n = scandir(LOUPE_SHARED_CORPUS, &list, pcap_filter, alphasort);
+	cr_assert(n > 0, "no *.pcap in %s", LOUPE_SHARED_CORPUS);
+	for (i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "%s/%s", LOUPE_SHARED_CORPUS, list[i]->d_name);
+		if (corpus_skipped(list[i]->d_name)) {
+			fprintf(stderr, "[corpus] %s: skipped (see corpus_skip[])\n",
+				list[i]->d_name);
+			skipped++;
+		} else {
+			mismatches += compare_capture("corpus", path, false);
 		}
-		mismatches += compare_capture("corpus", path, false);
+		free(list[i]);
 	}
-	fprintf(stderr, "[corpus] %zu captures, %u mismatches\n", n, mismatches);
+	free(list);
+	fprintf(stderr, "[corpus] %d captures, %u skipped, %u mismatches\n", n, skipped,
+		mismatches);
 }
