@@ -59,9 +59,21 @@ static int replay_cmp_first_seen(const void *a, const void *b)
 {
 	const struct loupe_event *x = a, *y = b;
 
+	int c;
+
 	if (x->flow.first_seen_ns != y->flow.first_seen_ns)
 		return x->flow.first_seen_ns < y->flow.first_seen_ns ? -1 : 1;
-	return 0;
+	/* flows that began at the same instant: by key, so that output is the same every run */
+	c = memcmp(x->saddr, y->saddr, sizeof(x->saddr));
+	if (!c)
+		c = memcmp(x->daddr, y->daddr, sizeof(x->daddr));
+	if (!c)
+		c = (int)x->sport - (int)y->sport;
+	if (!c)
+		c = (int)x->dport - (int)y->dport;
+	if (!c)
+		c = (int)x->protocol - (int)y->protocol;
+	return c;
 }
 
 /* FLOW_END for every flow of the capture, in the order the flows began. */
