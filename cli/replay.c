@@ -50,6 +50,7 @@ static int replay_collect_flow(void *ctx, const struct loupe_flow_key *key,
 		flows->cap = cap;
 	}
 	loupe_event_from_flow(key, flow, 0, &flows->ev[flows->n]);
+	flows->ev[flows->n].flow.end_reason = LOUPE_FLOW_END_CAPTURE;
 	flows->ev[flows->n].ifindex = 0; /* lo, as for every record of a replay */
 	flows->n++;
 	return 0;

@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -20,6 +21,10 @@
 struct loupe_datapath {
 	struct loupe_tc_bpf *skel;
 	struct ring_buffer *rb;
+	/* the ring's consumer and producer positions, mapped read-only for the fill gauge */
+	const volatile uint64_t *ring_consumer;
+	const volatile uint64_t *ring_producer;
+	size_t page;
 	loupe_record_fn on_record;
 	void *ctx;
 	int ncpus;
@@ -95,6 +100,15 @@ int loupe_datapath_unpin(const char *pin_dir)
 	return err;
 }
 
+/* Page @n of the ring buffer map (0: consumer position, 1: producer position), read-only. */
+static const volatile uint64_t *datapath_map_ring_page(struct loupe_datapath *dp, int n)
+{
+	void *p = mmap(NULL, dp->page, PROT_READ, MAP_SHARED,
+		       bpf_map__fd(dp->skel->maps.loupe_events), (off_t)n * dp->page);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
 int loupe_datapath_open(const struct loupe_datapath_opts *opts, loupe_record_fn on_record,
 			void *ctx, struct loupe_datapath **ret_dp)
 {
@@ -158,6 +172,9 @@ int loupe_datapath_open(const struct loupe_datapath_opts *opts, loupe_record_fn 
 		err = -errno;
 		goto fail;
 	}
+	dp->page = sysconf(_SC_PAGESIZE);
+	dp->ring_consumer = datapath_map_ring_page(dp, 0);
+	dp->ring_producer = datapath_map_ring_page(dp, 1);
 	*ret_dp = dp;
 	return 0;
 fail:
@@ -169,6 +186,10 @@ struct loupe_datapath *loupe_datapath_free(struct loupe_datapath *dp)
 {
 	if (!dp)
 		return NULL;
+	if (dp->ring_consumer)
+		munmap((void *)dp->ring_consumer, dp->page);
+	if (dp->ring_producer)
+		munmap((void *)dp->ring_producer, dp->page);
 	ring_buffer__free(dp->rb);
 	loupe_tc_bpf__destroy(dp->skel);
 	free(dp);
@@ -228,6 +249,30 @@ int loupe_datapath_flow_lookup(const struct loupe_datapath *dp, const struct lou
 		err = bpf_map_lookup_elem(loupe_datapath_flows_fd(dp, false), &key4, ret);
 	}
 	return err ? -errno : 0;
+}
+
+int loupe_datapath_flow_delete(const struct loupe_datapath *dp, const struct loupe_flow_key *key)
+{
+	struct loupe_flow_key4 key4;
+	int err;
+
+	if (!addr_is_v4_mapped(key->pod_addr) || !addr_is_v4_mapped(key->peer_addr)) {
+		err = bpf_map_delete_elem(loupe_datapath_flows_fd(dp, true), key);
+	} else {
+		flow_key_to_v4(key, &key4);
+		err = bpf_map_delete_elem(loupe_datapath_flows_fd(dp, false), &key4);
+	}
+	return err ? -errno : 0;
+}
+
+int loupe_datapath_ring_fill(const struct loupe_datapath *dp, uint64_t *ret_pending,
+			     uint64_t *ret_size)
+{
+	if (!dp->ring_consumer || !dp->ring_producer)
+		return -ENOTSUP;
+	*ret_pending = *dp->ring_producer - *dp->ring_consumer;
+	*ret_size = bpf_map__max_entries(dp->skel->maps.loupe_events);
+	return 0;
 }
 
 int loupe_datapath_flows_foreach(const struct loupe_datapath *dp, loupe_flow_fn fn, void *ctx)

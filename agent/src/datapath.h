@@ -97,6 +97,13 @@ typedef int (*loupe_flow_fn)(void *ctx, const struct loupe_flow_key *key,
 /* Walks both flow tables. Returns the callback's non-zero result, 0, or -errno. */
 int loupe_datapath_flows_foreach(const struct loupe_datapath *dp, loupe_flow_fn fn, void *ctx);
 
+/* Removes a flow (an idle one being exported). Returns 0, -ENOENT or -errno. */
+int loupe_datapath_flow_delete(const struct loupe_datapath *dp, const struct loupe_flow_key *key);
+
+/* Bytes waiting in the ring buffer, and its size: how full it is. Returns 0 or -errno. */
+int loupe_datapath_ring_fill(const struct loupe_datapath *dp, uint64_t *ret_pending,
+			     uint64_t *ret_size);
+
 /* Sum of the per-CPU counters. */
 int loupe_datapath_read_counters(const struct loupe_datapath *dp, struct loupe_counters *ret);
 

@@ -20,6 +20,15 @@
 /* Buffer size for loupe_event_format_addr(): INET6_ADDRSTRLEN. */
 #define LOUPE_EVENT_ADDR_MAX 46
 
+/* Why a FLOW_END was sent: mirrors loupe.v1.FlowEndReason. */
+enum loupe_flow_end_reason {
+	LOUPE_FLOW_END_UNSPECIFIED = 0,
+	LOUPE_FLOW_END_IDLE = 1,
+	LOUPE_FLOW_END_ACTIVE = 2,
+	LOUPE_FLOW_END_CAPTURE = 3,
+	LOUPE_FLOW_END_AGENT_STOP = 4,
+};
+
 struct loupe_event_flow_dir {
 	uint64_t packets;
 	uint64_t bytes;
@@ -75,6 +84,7 @@ struct loupe_event {
 		uint64_t first_seen_ns; /* CLOCK_REALTIME */
 		uint64_t last_seen_ns;
 		uint8_t tcp_flags; /* FLOW_START: the opening packet's */
+		enum loupe_flow_end_reason end_reason; /* FLOW_END */
 	} flow;
 	struct {
 		uint64_t count;

@@ -90,6 +90,7 @@ static void set_flow(const struct loupe_event *ev, struct loupe_event_pb *pb)
 	if (ev->flow.first_seen_ns && ev->flow.last_seen_ns > ev->flow.first_seen_ns)
 		pb->flow.duration_ns = ev->flow.last_seen_ns - ev->flow.first_seen_ns;
 	pb->flow.tcp_flags = ev->flow.tcp_flags;
+	pb->flow.end_reason = (Loupe__V1__FlowEndReason)ev->flow.end_reason;
 	pb->msg.flow = &pb->flow;
 }
 

@@ -91,8 +91,7 @@ Test(pin, maps_survive_a_second_datapath, .description = "a restart keeps flows 
 
 	/* the second datapath finds the first one's flow and counters */
 	cr_assert_eq(loupe_datapath_open(&opts, ignore_record, NULL, &second), 0);
-	cr_assert_eq(loupe_datapath_run(second, LOUPE_DIR_POD_EGRESS, pkt.buf, pkt.len, 0, &rc),
-		     0);
+	cr_assert_eq(loupe_datapath_run(second, LOUPE_DIR_POD_EGRESS, pkt.buf, pkt.len, 0, &rc), 0);
 	fx_flow_key(&key, &pkt, LOUPE_DIR_POD_EGRESS, IPPROTO_TCP, -1);
 	cr_assert_eq(loupe_datapath_flow_lookup(second, &key, &flow), 0, "the flow is gone");
 	cr_expect_eq(flow.packets[LOUPE_DIR_POD_EGRESS], 2, "packets: %llu",

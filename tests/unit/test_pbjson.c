@@ -533,6 +533,7 @@ static const struct {
 	{ "loupe.v1.Flow", "last_seen", "lastSeen" },
 	{ "loupe.v1.Flow", "tcp_flags", "tcpFlags" },
 	{ "loupe.v1.Flow", "duration_ns", "durationNs" },
+	{ "loupe.v1.Flow", "end_reason", "endReason" },
 	{ "loupe.v1.FlowCounters", "packets", "packets" },
 	{ "loupe.v1.FlowCounters", "bytes", "bytes" },
 	{ "loupe.v1.FlowCounters", "tcp_flags", "tcpFlags" },
@@ -661,6 +662,7 @@ Test(pbjson, event_full_tree_keys)
 		"flow.lastSeen",
 		"flow.tcpFlags",
 		"flow.durationNs",
+		"flow.endReason",
 		"lost",
 		"lost.count",
 		"lost.kind",
@@ -730,6 +732,7 @@ Test(pbjson, event_full_tree_keys)
 	flow.last_seen = &ts;
 	flow.tcp_flags = 2;
 	flow.duration_ns = 3;
+	flow.end_reason = LOUPE__V1__FLOW_END_REASON__IDLE_TIMEOUT;
 	ev.flow = &flow;
 	lost.count = 1;
 	lost.kind = LOUPE__V1__EVENT_KIND__LOST;
