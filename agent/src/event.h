@@ -27,7 +27,10 @@ enum loupe_flow_end_reason {
 	LOUPE_FLOW_END_ACTIVE = 2,
 	LOUPE_FLOW_END_CAPTURE = 3,
 	LOUPE_FLOW_END_AGENT_STOP = 4,
+	LOUPE_FLOW_END_TCP_CLOSE = 5,
 };
+
+#define LOUPE_EVENT_POD_IPS_MAX 8
 
 struct loupe_event_flow_dir {
 	uint64_t packets;
@@ -54,6 +57,12 @@ struct loupe_event {
 	uint16_t vlan_id;
 	bool has_inner_vlan;
 	uint16_t inner_vlan_id;
+	/* the pod behind the interface (agent): its addresses, IPv4-mapped for IPv4 */
+	int pod_ip_count;
+	struct {
+		bool ipv6;
+		uint8_t addr[16];
+	} pod_ips[LOUPE_EVENT_POD_IPS_MAX];
 
 	/* kind-specific, valid for the matching kind only */
 	struct {
@@ -83,7 +92,7 @@ struct loupe_event {
 		struct loupe_event_flow_dir dir[LOUPE_DIR_MAX];
 		uint64_t first_seen_ns; /* CLOCK_REALTIME */
 		uint64_t last_seen_ns;
-		uint8_t tcp_flags; /* FLOW_START: the opening packet's */
+		uint8_t tcp_flags;		       /* FLOW_START: the opening packet's */
 		enum loupe_flow_end_reason end_reason; /* FLOW_END */
 	} flow;
 	struct {

@@ -4,6 +4,7 @@
  * struct loupe_event_pb and strings are borrowed, so a conversion allocates nothing; only
  * the JSON text is allocated. Not for the wire transport (rpc) nor for decoding records.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,6 +194,23 @@ int loupe_event_to_pb(const struct loupe_event *ev, struct loupe_event_pb *ret_p
 	if (ev->has_inner_vlan) {
 		m->has_inner_vlan = true;
 		m->inner_vlan_id = ev->inner_vlan_id;
+	}
+	if (ev->pod_ip_count > 0 && ev->pod_ip_count <= LOUPE_EVENT_POD_IPS_MAX) {
+		loupe__v1__pod__init(&ret_pb->pod);
+		for (int i = 0; i < ev->pod_ip_count; i++) {
+			const uint8_t *a = ev->pod_ips[i].addr;
+
+			if (!inet_ntop(ev->pod_ips[i].ipv6 ? AF_INET6 : AF_INET,
+				       ev->pod_ips[i].ipv6 ? a : a + 12, ret_pb->pod_ip_text[i],
+				       sizeof(ret_pb->pod_ip_text[i]))) {
+				err = -errno;
+				goto out;
+			}
+			ret_pb->pod_ips[i] = ret_pb->pod_ip_text[i];
+		}
+		ret_pb->pod.n_ips = ev->pod_ip_count;
+		ret_pb->pod.ips = ret_pb->pod_ips;
+		m->pod = &ret_pb->pod;
 	}
 	set_kind_message(ev, ret_pb);
 	err = 0;

@@ -32,6 +32,9 @@ struct loupe_event_pb {
 	char *alpn[LOUPE_EVENT_ALPN_MAX];
 	char src_ip[LOUPE_EVENT_ADDR_MAX];
 	char dst_ip[LOUPE_EVENT_ADDR_MAX];
+	Loupe__V1__Pod pod;
+	char *pod_ips[LOUPE_EVENT_POD_IPS_MAX];
+	char pod_ip_text[LOUPE_EVENT_POD_IPS_MAX][LOUPE_EVENT_ADDR_MAX];
 };
 
 /*

@@ -534,6 +534,10 @@ static const struct {
 	{ "loupe.v1.Flow", "tcp_flags", "tcpFlags" },
 	{ "loupe.v1.Flow", "duration_ns", "durationNs" },
 	{ "loupe.v1.Flow", "end_reason", "endReason" },
+	{ "loupe.v1.Event", "pod", "pod" },
+	{ "loupe.v1.Pod", "namespace", "namespace" },
+	{ "loupe.v1.Pod", "name", "name" },
+	{ "loupe.v1.Pod", "ips", "ips" },
 	{ "loupe.v1.FlowCounters", "packets", "packets" },
 	{ "loupe.v1.FlowCounters", "bytes", "bytes" },
 	{ "loupe.v1.FlowCounters", "tcp_flags", "tcpFlags" },
@@ -666,10 +670,16 @@ Test(pbjson, event_full_tree_keys)
 		"lost",
 		"lost.count",
 		"lost.kind",
+		"pod",
+		"pod.namespace",
+		"pod.name",
+		"pod.ips",
 	};
 	Loupe__V1__Event ev = LOUPE__V1__EVENT__INIT;
 	Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
 	Loupe__V1__Interface iface = LOUPE__V1__INTERFACE__INIT;
+	Loupe__V1__Pod pod = LOUPE__V1__POD__INIT;
+	char *pod_ips[] = { "198.18.100.2" };
 	Loupe__V1__Http http = LOUPE__V1__HTTP__INIT;
 	Loupe__V1__Tls tls = LOUPE__V1__TLS__INIT;
 	Loupe__V1__Dns dns = LOUPE__V1__DNS__INIT;
@@ -737,6 +747,11 @@ Test(pbjson, event_full_tree_keys)
 	lost.count = 1;
 	lost.kind = LOUPE__V1__EVENT_KIND__LOST;
 	ev.lost = &lost;
+	pod.namespace_ = "ns";
+	pod.name = "p";
+	pod.n_ips = 1;
+	pod.ips = pod_ips;
+	ev.pod = &pod;
 
 	obj = loupe_pbjson_encode(&ev.base);
 	cr_assert_not_null(obj);
