@@ -39,13 +39,18 @@ extern const volatile __u8 loupe_cfg_coarse_clock; /* bpf_ktime_get_coarse_ns() 
 #define LOUPE_TC_CONTINUE TC_ACT_UNSPEC
 
 /*
- * Bytes the packet takes on the wire: wire_len counts every segment of a GSO packet (and, in
- * replay, a frame's length before a snaplen cut); 0 where the stack did not set it.
+ * The packet's bytes as a capture on the veth shows them: skb->len (a GSO packet counts once,
+ * whole). In replay, wire_len carries a frame's length before a snaplen or the test-run
+ * limit cut it. (Live, wire_len at clsact egress adds the headers of every GSO segment,
+ * which no capture on the veth shows, so it is not used there.)
  */
 static __always_inline __u32 loupe_wire_bytes(const struct __sk_buff *skb)
 {
-	__u32 wire = skb->wire_len;
+	__u32 wire;
 
+	if (!loupe_cfg_replay)
+		return skb->len;
+	wire = skb->wire_len;
 	return wire ? wire : skb->len;
 }
 
