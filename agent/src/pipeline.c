@@ -25,7 +25,7 @@ struct loupe_pipeline {
 	struct loupe_datapath *dp;
 	uint64_t seq;
 	uint64_t lost_seen[LOUPE_EV_KIND_MAX]; /* the datapath's loss counters at the last tick */
-	uint64_t prev_tick_ns; /* CLOCK_MONOTONIC */
+	uint64_t prev_tick_ns;		       /* CLOCK_MONOTONIC */
 	uint64_t tick_ns;
 	int64_t mono_to_real_ns;
 	struct pipeline_doomed doomed;
@@ -191,8 +191,8 @@ static int pipeline_on_flow(void *ctx, const struct loupe_flow_key *key,
 
 	quiet = now > flow->last_seen_ns ? now - flow->last_seen_ns : 0;
 	age = now > flow->first_seen_ns ? now - flow->first_seen_ns : 0;
-	prev_age = p->prev_tick_ns > flow->first_seen_ns ? p->prev_tick_ns - flow->first_seen_ns :
-							    0;
+	prev_age =
+		p->prev_tick_ns > flow->first_seen_ns ? p->prev_tick_ns - flow->first_seen_ns : 0;
 
 	if (quiet >= p->opts.flow_idle_ns)
 		reason = LOUPE_FLOW_END_IDLE;

@@ -24,7 +24,7 @@ typedef bool (*loupe_enrich_fn)(void *ctx, struct loupe_event *ev);
 
 struct loupe_pipeline_opts {
 	const char *node;
-	uint64_t flow_idle_ns; /* a flow without packets for this long ends */
+	uint64_t flow_idle_ns;	 /* a flow without packets for this long ends */
 	uint64_t flow_active_ns; /* a flow that lasts is reported every this long */
 	loupe_sink_fn sink;
 	void *sink_ctx;
@@ -35,7 +35,7 @@ struct loupe_pipeline_opts {
 struct loupe_pipeline_stats {
 	uint64_t events[LOUPE_EV_KIND_MAX]; /* handed to the sink, by kind */
 	uint64_t sink_errors;
-	uint64_t records_bad; /* ring buffer records that did not decode */
+	uint64_t records_bad;	/* ring buffer records that did not decode */
 	uint64_t lost_reported; /* events the datapath lost, reported in LOST events */
 	uint64_t flows_deleted; /* idle or closed flows taken out of the table */
 };

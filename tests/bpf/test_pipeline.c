@@ -190,8 +190,7 @@ Test(pipeline, ring_overflow_is_reported, .description = "LOST events equal the 
 	for (size_t i = 0; i < seen.n; i++)
 		if (seen.ev[i].kind == LOUPE_EV_LOST) {
 			reported += seen.ev[i].lost.count;
-			cr_expect_eq(seen.ev[i].lost.count,
-				     cnt.events_lost[seen.ev[i].lost.kind]);
+			cr_expect_eq(seen.ev[i].lost.count, cnt.events_lost[seen.ev[i].lost.kind]);
 		}
 	cr_expect_eq(reported, lost, "LOST events say %llu, the kernel counted %llu",
 		     (unsigned long long)reported, (unsigned long long)lost);
