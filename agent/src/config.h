@@ -38,8 +38,8 @@ struct loupe_agent_config {
 	char output[PATH_MAX];	  /* "-": stdout, else a file path */
 	uint64_t output_max_size; /* bytes; 0: never rotate */
 	unsigned int output_backups;
-	bool output_text; /* --output-format text: readable lines instead of JSON */
-	bool metrics_enabled;			  /* false: --metrics-addr "" or "off" */
+	bool output_text;     /* --output-format text: readable lines instead of JSON */
+	bool metrics_enabled; /* false: --metrics-addr "" or "off" */
 	char metrics_addr[LOUPE_CONFIG_ADDR_LEN]; /* checked by loupe_metrics_parse_addr() */
 	uint64_t flow_idle_timeout_ms;		  /* > 0 */
 	uint64_t flow_active_timeout_ms;	  /* >= flow_idle_timeout_ms */

@@ -174,7 +174,8 @@ static int agent_setup(struct agent *a)
 					       .pin_dir = cfg->bpffs_dir };
 	struct loupe_pipeline_opts pl_opts = { .node = cfg->node_name,
 					       .flow_idle_ns = cfg->flow_idle_timeout_ms * 1000000,
-					       .flow_active_ns = cfg->flow_active_timeout_ms * 1000000,
+					       .flow_active_ns =
+						       cfg->flow_active_timeout_ms * 1000000,
 					       .sink = agent_sink,
 					       .sink_ctx = a,
 					       .enrich = agent_enrich,
