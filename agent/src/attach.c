@@ -22,6 +22,7 @@
 #include <libmnl/libmnl.h>
 
 #include "attach.h"
+#include "loupe/datapath.h"
 
 _Static_assert(sizeof(struct loupe_link_rec) == 64, "loupe_links values are 64 bytes");
 
@@ -520,25 +521,46 @@ size_t loupe_attach_count(const struct loupe_attach *a)
 }
 
 /* Whether the program @prog_id is one of loupe's (named loupe_*, as STYLE.md has it). */
-static bool attach_prog_is_loupe(uint32_t prog_id)
+/*
+ * The ids of the programs pinned under @pin_dir: the sweep removes only filters running
+ * these, so an --uninstall for one directory never strips another agent's filters.
+ * Returns how many were found (0..2).
+ */
+static int attach_pinned_prog_ids(const char *pin_dir, uint32_t ret_ids[2])
 {
-	struct bpf_prog_info info = { 0 };
-	uint32_t len = sizeof(info);
-	bool ret = false;
-	int fd;
+	static const char *const names[] = { LOUPE_PROG_POD_EGRESS, LOUPE_PROG_POD_INGRESS };
+	char path[PATH_MAX];
+	int n = 0;
 
-	fd = bpf_prog_get_fd_by_id(prog_id);
-	if (fd < 0)
-		goto out;
-	if (!bpf_obj_get_info_by_fd(fd, &info, &len))
-		ret = !strncmp(info.name, "loupe_", strlen("loupe_"));
-	close(fd);
-out:
-	return ret;
+	for (size_t i = 0; i < 2; i++) {
+		struct bpf_prog_info info = { 0 };
+		uint32_t len = sizeof(info);
+		int fd;
+
+		snprintf(path, sizeof(path), "%s/%s", pin_dir, names[i]);
+		fd = bpf_obj_get(path);
+		if (fd < 0)
+			continue;
+		if (!bpf_obj_get_info_by_fd(fd, &info, &len))
+			ret_ids[n++] = info.id;
+		close(fd);
+	}
+	return n;
 }
 
-/* Removes loupe's filters at any of @prios from every link of the current namespace. */
-static int attach_sweep(const uint32_t *prios, size_t nprios)
+static bool attach_id_in(uint32_t id, const uint32_t *ids, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (ids[i] == id)
+			return true;
+	return false;
+}
+
+/*
+ * Removes, from every link of the current namespace, loupe's filters at any of @prios that
+ * run one of the @nids programs of this pin directory (a filter a lost record left behind).
+ */
+static int attach_sweep(const uint32_t *prios, size_t nprios, const uint32_t *ids, int nids)
 {
 	struct if_nameindex *links = NULL;
 	struct attach_nl nl = { 0 };
@@ -557,7 +579,7 @@ static int attach_sweep(const uint32_t *prios, size_t nprios)
 		for (size_t p = 0; p < nprios; p++) {
 			err = attach_view(&nl, l->if_index, LOUPE_TC_HANDLE, prios[p], &v);
 			for (int hook = 0; hook < ATTACH_HOOKS && !err; hook++)
-				if (v.loupe[hook] && attach_prog_is_loupe(v.prog_id[hook]))
+				if (v.loupe[hook] && attach_id_in(v.prog_id[hook], ids, nids))
 					err = attach_filter_del(l->if_index, hook, LOUPE_TC_HANDLE,
 								prios[p]);
 			if (err && !first)
@@ -575,11 +597,11 @@ out:
 int loupe_attach_uninstall(const char *pin_dir, uint32_t priority)
 {
 	struct loupe_attach a = { .links_fd = -1, .priority = attach_priority(priority) };
-	uint32_t prios[ATTACH_SWEEP_PRIOS] = { a.priority }, *keys = NULL;
+	uint32_t prios[ATTACH_SWEEP_PRIOS] = { a.priority }, *keys = NULL, ids[2] = { 0, 0 };
 	struct loupe_link_rec rec;
 	char path[PATH_MAX];
 	size_t nprios = 1, n = 0;
-	int err, first = 0;
+	int err, first = 0, nids;
 
 	if (!pin_dir || priority > UINT16_MAX)
 		return -EINVAL;
@@ -611,7 +633,8 @@ int loupe_attach_uninstall(const char *pin_dir, uint32_t priority)
 		if (unlink(path) && errno != ENOENT)
 			first = -errno;
 	}
-	err = attach_sweep(prios, nprios);
+	nids = attach_pinned_prog_ids(pin_dir, ids);
+	err = nids ? attach_sweep(prios, nprios, ids, nids) : 0;
 	if (err && !first)
 		first = err;
 	err = first;

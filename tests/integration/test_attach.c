@@ -681,6 +681,29 @@ Test(attach, uninstall_leaves_no_filter_no_loupe_qdisc_no_pin)
 	cr_expect_eq(loupe_attach_uninstall(t.pin_dir, 0), 0, "a second uninstall");
 }
 
+/*
+ * An --uninstall for another pin directory (another agent's, or one that never existed)
+ * takes nothing of this agent's: the sweep removes only filters that run programs pinned
+ * in the directory it was given.
+ */
+Test(attach, uninstall_of_another_pin_dir_leaves_this_agent_alone)
+{
+	struct link a = make_link('o', false);
+	char other[128];
+	uint32_t ids[2];
+
+	agent_start(0, 0);
+	cr_assert_eq(loupe_attach_link(t.at[0], a.ifindex, a.host), 0);
+	ids[0] = agent_prog_id(0, 0);
+	ids[1] = agent_prog_id(0, 1);
+
+	snprintf(other, sizeof(other), "%s/other", t.bpffs);
+	cr_expect_eq(loupe_attach_uninstall(other, 0), 0, "uninstall of an empty directory");
+	expect_filters_run(&a, 1, ids);
+	cr_expect(has_clsact(a.host), "the clsact on %s went with another directory", a.host);
+	agent_stop(0);
+}
+
 /* (g) */
 Test(attach, detaching_a_link_that_was_deleted_succeeds)
 {
