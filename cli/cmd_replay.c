@@ -117,7 +117,7 @@ static void replay_summary(const char *path, const struct loupe_replay_stats *st
 		if (!c->parse_errors[i])
 			continue;
 		fprintf(stderr, "%s%s %llu", first ? " (" : ", ",
-			loupe_replay_parse_error_name((enum loupe_parse_error)i),
+			loupe_parse_error_name((enum loupe_parse_error)i),
 			(unsigned long long)c->parse_errors[i]);
 		first = false;
 	}

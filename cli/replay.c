@@ -325,27 +325,3 @@ out:
 		pcap_close(pcap);
 	return err;
 }
-
-const char *loupe_replay_parse_error_name(enum loupe_parse_error reason)
-{
-	static const char *const names[LOUPE_PERR_MAX] = {
-		[LOUPE_PERR_NONE] = "NONE",
-		[LOUPE_PERR_ETH_TRUNCATED] = "ETH_TRUNCATED",
-		[LOUPE_PERR_VLAN_TRUNCATED] = "VLAN_TRUNCATED",
-		[LOUPE_PERR_VLAN_TOO_DEEP] = "VLAN_TOO_DEEP",
-		[LOUPE_PERR_IPV4_TRUNCATED] = "IPV4_TRUNCATED",
-		[LOUPE_PERR_IPV4_BAD_HEADER] = "IPV4_BAD_HEADER",
-		[LOUPE_PERR_IPV6_TRUNCATED] = "IPV6_TRUNCATED",
-		[LOUPE_PERR_IPV6_EXT_TRUNCATED] = "IPV6_EXT_TRUNCATED",
-		[LOUPE_PERR_IPV6_EXT_TOO_MANY] = "IPV6_EXT_TOO_MANY",
-		[LOUPE_PERR_L4_TRUNCATED] = "L4_TRUNCATED",
-		[LOUPE_PERR_TCP_BAD_HEADER] = "TCP_BAD_HEADER",
-		[LOUPE_PERR_HTTP_MALFORMED] = "HTTP_MALFORMED",
-		[LOUPE_PERR_TLS_MALFORMED] = "TLS_MALFORMED",
-		[LOUPE_PERR_DNS_MALFORMED] = "DNS_MALFORMED",
-	};
-
-	if ((unsigned int)reason >= LOUPE_PERR_MAX || !names[reason])
-		return "?";
-	return names[reason];
-}

@@ -55,7 +55,4 @@ int loupe_replay_file(const char *path, const struct loupe_replay_opts *opts,
 		      loupe_replay_event_fn on_event, void *ctx,
 		      struct loupe_replay_stats *ret_stats, char *errbuf, size_t errsize);
 
-/* Short upper-case name of a parse error reason ("IPV4_TRUNCATED"), "?" when unknown. */
-const char *loupe_replay_parse_error_name(enum loupe_parse_error reason);
-
 #endif

@@ -298,3 +298,30 @@ void loupe_event_from_flow(const struct loupe_flow_key *key, const struct loupe_
 	ret_ev->flow.first_seen_ns = flow->first_seen_ns + (uint64_t)mono_to_real_ns;
 	ret_ev->flow.last_seen_ns = flow->last_seen_ns + (uint64_t)mono_to_real_ns;
 }
+
+static const char *const parse_error_names[] = {
+	[LOUPE_PERR_NONE] = "NONE",
+	[LOUPE_PERR_ETH_TRUNCATED] = "ETH_TRUNCATED",
+	[LOUPE_PERR_VLAN_TRUNCATED] = "VLAN_TRUNCATED",
+	[LOUPE_PERR_VLAN_TOO_DEEP] = "VLAN_TOO_DEEP",
+	[LOUPE_PERR_IPV4_TRUNCATED] = "IPV4_TRUNCATED",
+	[LOUPE_PERR_IPV4_BAD_HEADER] = "IPV4_BAD_HEADER",
+	[LOUPE_PERR_IPV6_TRUNCATED] = "IPV6_TRUNCATED",
+	[LOUPE_PERR_IPV6_EXT_TRUNCATED] = "IPV6_EXT_TRUNCATED",
+	[LOUPE_PERR_IPV6_EXT_TOO_MANY] = "IPV6_EXT_TOO_MANY",
+	[LOUPE_PERR_L4_TRUNCATED] = "L4_TRUNCATED",
+	[LOUPE_PERR_TCP_BAD_HEADER] = "TCP_BAD_HEADER",
+	[LOUPE_PERR_HTTP_MALFORMED] = "HTTP_MALFORMED",
+	[LOUPE_PERR_TLS_MALFORMED] = "TLS_MALFORMED",
+	[LOUPE_PERR_DNS_MALFORMED] = "DNS_MALFORMED",
+};
+
+_Static_assert(sizeof(parse_error_names) / sizeof(parse_error_names[0]) == LOUPE_PERR_MAX,
+	       "a new parse error needs its name here");
+
+const char *loupe_parse_error_name(enum loupe_parse_error reason)
+{
+	if ((unsigned int)reason >= LOUPE_PERR_MAX)
+		return "?";
+	return parse_error_names[reason];
+}

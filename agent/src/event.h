@@ -117,6 +117,9 @@ int loupe_event_decode(const void *record, size_t size, int64_t mono_to_real_ns,
 /* The loupe.v1.EventKind name, e.g. "FLOW_START"; NULL and errno EINVAL when out of range. */
 const char *loupe_event_kind_name(enum loupe_event_kind kind);
 
+/* The upper-case name of a parse error reason ("IPV4_TRUNCATED"); "?" when unknown. */
+const char *loupe_parse_error_name(enum loupe_parse_error reason);
+
 /*
  * A FLOW_END event from a flow table entry: the pod is the source, its peer the
  * destination; per-direction packets, bytes and TCP flags; first and last seen.

@@ -37,34 +37,8 @@ struct loupe_metrics {
 	bool ready;
 };
 
-static const char *const perr_names[] = {
-	[LOUPE_PERR_NONE] = "NONE",
-	[LOUPE_PERR_ETH_TRUNCATED] = "ETH_TRUNCATED",
-	[LOUPE_PERR_VLAN_TRUNCATED] = "VLAN_TRUNCATED",
-	[LOUPE_PERR_VLAN_TOO_DEEP] = "VLAN_TOO_DEEP",
-	[LOUPE_PERR_IPV4_TRUNCATED] = "IPV4_TRUNCATED",
-	[LOUPE_PERR_IPV4_BAD_HEADER] = "IPV4_BAD_HEADER",
-	[LOUPE_PERR_IPV6_TRUNCATED] = "IPV6_TRUNCATED",
-	[LOUPE_PERR_IPV6_EXT_TRUNCATED] = "IPV6_EXT_TRUNCATED",
-	[LOUPE_PERR_IPV6_EXT_TOO_MANY] = "IPV6_EXT_TOO_MANY",
-	[LOUPE_PERR_L4_TRUNCATED] = "L4_TRUNCATED",
-	[LOUPE_PERR_TCP_BAD_HEADER] = "TCP_BAD_HEADER",
-	[LOUPE_PERR_HTTP_MALFORMED] = "HTTP_MALFORMED",
-	[LOUPE_PERR_TLS_MALFORMED] = "TLS_MALFORMED",
-	[LOUPE_PERR_DNS_MALFORMED] = "DNS_MALFORMED",
-};
-
-_Static_assert(ARRAY_SIZE(perr_names) == LOUPE_PERR_MAX, "a new parse error needs its name here");
-
 /* Label values of enum loupe_direction. */
 static const char *const dir_names[LOUPE_DIR_MAX] = { "pod_egress", "pod_ingress" };
-
-const char *loupe_metrics_parse_error_name(enum loupe_parse_error reason)
-{
-	if ((unsigned int)reason >= LOUPE_PERR_MAX)
-		return NULL;
-	return perr_names[reason];
-}
 
 static uint64_t now_ns(void)
 {
@@ -240,8 +214,8 @@ int loupe_metrics_format(const struct loupe_metrics_snapshot *s, const char *ver
 	put_family(f, "loupe_parse_errors_total", "counter",
 		   "Packets whose headers could not be parsed as far as they claim, by reason.");
 	for (int r = LOUPE_PERR_NONE + 1; r < LOUPE_PERR_MAX; r++)
-		fprintf(f, "loupe_parse_errors_total{reason=\"%s\"} %llu\n", perr_names[r],
-			(unsigned long long)c->parse_errors[r]);
+		fprintf(f, "loupe_parse_errors_total{reason=\"%s\"} %llu\n",
+			loupe_parse_error_name(r), (unsigned long long)c->parse_errors[r]);
 
 	put_by_kind(f, "loupe_events_total",
 		    "Events the datapath put into the ring buffer, by kind.", c->events);

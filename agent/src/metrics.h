@@ -69,9 +69,6 @@ struct loupe_metrics *loupe_metrics_stop(struct loupe_metrics *m);
 int loupe_metrics_format(const struct loupe_metrics_snapshot *s, const char *version,
 			 char **ret_text, size_t *ret_len);
 
-/* The label of a parse error reason, e.g. "IPV4_TRUNCATED"; NULL when out of range. */
-const char *loupe_metrics_parse_error_name(enum loupe_parse_error reason);
-
 /*
  * Parses "a.b.c.d:port" or "[v6addr]:port" ("[fe80::1%eth0]:port" with a zone), numeric only,
  * port 0..65535. Returns 0 or -EINVAL.
