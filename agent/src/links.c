@@ -573,7 +573,7 @@ static int on_link(struct loupe_links *l, const struct nlmsghdr *nlh)
 	e->kind = kind;
 	snprintf(e->cur.name, sizeof(e->cur.name), "%s", mnl_attr_get_str(tb[IFLA_IFNAME]));
 	e->cur.admin_up = ifi->ifi_flags & IFF_UP;
-	if (tb[IFLA_OPERSTATE]) {
+	if (tb[IFLA_OPERSTATE] && mnl_attr_get_payload_len(tb[IFLA_OPERSTATE]) >= 1) {
 		uint8_t op = mnl_attr_get_u8(tb[IFLA_OPERSTATE]);
 
 		e->cur.up =

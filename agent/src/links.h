@@ -110,6 +110,7 @@ const struct loupe_link *loupe_links_get(const struct loupe_links *l, int ifinde
 /* Pod veths as last reported. */
 size_t loupe_links_count(const struct loupe_links *l);
 
+/* Counters since open, for metrics. */
 void loupe_links_stats(const struct loupe_links *l, struct loupe_links_stats *ret_stats);
 
 /* Closes the sockets and frees everything; makes no callbacks. Accepts and returns NULL. */
