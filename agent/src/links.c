@@ -619,8 +619,13 @@ static int on_route(struct loupe_links *l, const struct nlmsghdr *nlh)
 	if (rtm->rtm_family != AF_INET && rtm->rtm_family != AF_INET6)
 		return 0;
 	ipv6 = rtm->rtm_family == AF_INET6;
-	/* host routes only; RTM_F_CLONED: an IPv6 exception (PMTU), not a route */
-	if (rtm->rtm_dst_len != (ipv6 ? 128 : 32) || rtm->rtm_flags & RTM_F_CLONED)
+	/*
+	 * host routes only; RTM_F_CLONED: an IPv6 exception (PMTU), not a route; RTPROT_KERNEL:
+	 * the prefix route of the node's own address on the veth (ptp's IPv6 gateway /128 on
+	 * every host side), never a pod's
+	 */
+	if (rtm->rtm_dst_len != (ipv6 ? 128 : 32) || rtm->rtm_flags & RTM_F_CLONED ||
+	    rtm->rtm_protocol == RTPROT_KERNEL)
 		return 0;
 	mnl_attr_parse(nlh, sizeof(*rtm), attr_cb, &(struct attrs){ tb, RTA_MAX });
 	if (!attr_bytes(tb[RTA_DST], ipv6 ? 16 : 4, &dst))
