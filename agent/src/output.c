@@ -71,8 +71,9 @@ int loupe_output_open(const char *path, uint64_t max_size, unsigned int backups,
 	if (fd < 0)
 		return -errno;
 	err = fstat(fd, &st) ? -errno : 0;
-	if (!err && !S_ISREG(st.st_mode) && max_size)
-		err = -EINVAL; /* a FIFO or device cannot be rotated */
+	/* a FIFO or a device (a log pipeline, /dev/null) is written, never rotated */
+	if (!err && !S_ISREG(st.st_mode))
+		max_size = 0;
 	if (!err)
 		err = output_new(fd, true, &o);
 	if (!err) {

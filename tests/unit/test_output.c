@@ -436,6 +436,19 @@ Test(output, open_errors)
 	char p[256];
 
 	cr_expect_eq(loupe_output_open("", 0, 0, &o), -EINVAL);
+	/* a device with a rotation size: written, never rotated */
+	cr_assert_eq(loupe_output_open("/dev/null", 4096, 2, &o), 0);
+	for (int i = 0; i < 100; i++)
+		cr_assert_eq(loupe_output_write_line(o, "0123456789abcdef0123456789abcdef", 32), 0);
+	cr_expect_eq(loupe_output_flush(o), 0);
+	{
+		struct loupe_output_stats st;
+
+		loupe_output_get_stats(o, &st);
+		cr_expect_eq(st.rotations, 0);
+		cr_expect_eq(st.lines, 100);
+	}
+	o = loupe_output_close(o);
 	snprintf(p, sizeof(p), "%s/no/such/dir/x.json", dir);
 	cr_expect_eq(loupe_output_open(p, 0, 0, &o), -ENOENT);
 	cr_expect_eq(loupe_output_open(dir, 0, 0, &o), -EISDIR);
