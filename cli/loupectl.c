@@ -23,6 +23,10 @@ static bool verbose;
 static int cmd_help(int argc, char **argv);
 static int cmd_version(int argc, char **argv);
 
+/* cmd_policy.c (cmd.h could carry these) */
+int loupe_cmd_policy(int argc, char **argv);
+void loupe_cmd_policy_usage(FILE *out);
+
 static const struct loupe_cmd {
 	const char *name;
 	loupe_cmd_fn fn;
@@ -32,6 +36,8 @@ static const struct loupe_cmd {
 	{ "replay", loupe_cmd_replay,
 	  "run a capture file (pcap, pcapng) through the datapath, print its events",
 	  loupe_cmd_replay_usage },
+	{ "policy", loupe_cmd_policy, "validate policy files offline (policy check FILE|DIR...)",
+	  loupe_cmd_policy_usage },
 	{ "help", cmd_help, "show help for loupectl or for one command", NULL },
 	{ "version", cmd_version, "print loupectl's version", NULL },
 };

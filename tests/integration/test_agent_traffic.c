@@ -1459,8 +1459,8 @@ static void check_pod_ips(struct json_object *o, const char *line, struct agent_
 		json_object_object_get_ex(pod, "ips", &ips);
 	if (!ips || json_object_array_length(ips) != 2) {
 		if (!a->bad[0])
-			snprintf(a->bad, sizeof(a->bad), "pod.ips is not the pod's two addresses: %s",
-				 line);
+			snprintf(a->bad, sizeof(a->bad),
+				 "pod.ips is not the pod's two addresses: %s", line);
 		return;
 	}
 	ip0 = json_object_get_string(json_object_array_get_idx(ips, 0));
