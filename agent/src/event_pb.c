@@ -2,7 +2,8 @@
 /*
  * struct loupe_event -> loupe.v1.Event and its JSON (see event_pb.h). Sub-messages live in
  * struct loupe_event_pb and strings are borrowed, so a conversion allocates nothing; only
- * the JSON text is allocated. Not for the wire transport (rpc) nor for decoding records.
+ * the JSON text is allocated. The JSON here is the reference that event_json.c's direct
+ * writer reproduces. Not for the wire transport (rpc) nor for decoding records.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -222,7 +223,7 @@ out:
 	return err;
 }
 
-char *loupe_event_to_json(const struct loupe_event *ev)
+char *loupe_event_to_json_pb(const struct loupe_event *ev)
 {
 	struct loupe_event_pb pb;
 	int err;

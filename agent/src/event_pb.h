@@ -44,4 +44,11 @@ struct loupe_event_pb {
  */
 int loupe_event_to_pb(const struct loupe_event *ev, struct loupe_event_pb *ret_pb);
 
+/*
+ * @ev as one JSON line through loupe_event_to_pb() and pbjson: the generic path, the
+ * reference loupe_event_to_json() is tested against (slower: a json-c tree per event). A
+ * malloc'd string, or NULL with errno set.
+ */
+char *loupe_event_to_json_pb(const struct loupe_event *ev);
+
 #endif /* LOUPE_EVENT_PB_H */

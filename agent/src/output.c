@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * JSON lines of events into a buffer, written out when it fills or on the caller's timer, to
- * a descriptor or to a size-rotated file. Not for formatting events (event_pb.c does that).
+ * a descriptor or to a size-rotated file. Not for formatting events (event_json.c does that).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -220,21 +220,47 @@ drop:
 	return err;
 }
 
-int loupe_output_write(struct loupe_output *o, const struct loupe_event *ev)
+/* The general case of loupe_output_write(): a line of its own, through write_line. */
+static int output_write_copy(struct loupe_output *o, const struct loupe_event *ev)
 {
-	char *json;
-	int err;
+	char line[LOUPE_EVENT_JSON_MAX];
+	int n;
 
-	json = loupe_event_to_json(ev);
-	if (!json) {
-		err = errno ? -errno : -EINVAL;
+	n = loupe_event_json_write(ev, line, sizeof(line));
+	if (n < 0) {
 		o->stats.errors++;
 		o->stats.lines_dropped++;
-		return err;
+		return n;
 	}
-	err = loupe_output_write_line(o, json, strlen(json));
-	free(json);
-	return err;
+	return loupe_output_write_line(o, line, (size_t)n);
+}
+
+/*
+ * The line is formatted straight into the buffer's free space and kept when nothing else is
+ * due. A rotation (which flushes, moving the buffer) or a line that needs a flush first goes
+ * through output_write_copy(): once per buffer's worth of lines at most.
+ */
+int loupe_output_write(struct loupe_output *o, const struct loupe_event *ev)
+{
+	size_t need;
+	int n;
+
+	n = loupe_event_json_write(ev, o->buf + o->len, sizeof(o->buf) - o->len);
+	if (n == -ENOSPC)
+		return output_write_copy(o, ev);
+	if (n < 0) {
+		o->stats.errors++;
+		o->stats.lines_dropped++;
+		return n;
+	}
+	need = (size_t)n + 1;
+	if (o->path && o->max_size && o->file_size && o->file_size + need > o->max_size)
+		return output_write_copy(o, ev);
+	o->buf[o->len + (size_t)n] = '\n'; /* over the NUL: the write left room for it */
+	o->len += need;
+	o->file_size += need;
+	o->stats.lines++;
+	return 0;
 }
 
 void loupe_output_get_stats(const struct loupe_output *o, struct loupe_output_stats *ret_stats)

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Standalone event output: events as JSON lines (loupe_event_to_json), buffered, to stdout,
+ * Standalone event output: events as JSON lines (loupe_event_json_write), buffered, to stdout,
  * any file descriptor, or a file rotated by size with a fixed number of backups. Lines are
  * never split across files nor interleaved. Single-threaded: the agent's loop owns it. Not
  * for logs (log.h) nor for the controller stream.
