@@ -33,8 +33,16 @@ unit: build
 demo: build
 	@scripts/demo
 
+# Figures, never pass/fail: the datapath per packet, the agent's event pipeline, the agent on
+# live pods (throughput and CPU against no agent, tcpdump and nDPI; 200 pods: time, memory).
 bench: build
 	@$(BUILD)/bench/bench-datapath
+	@echo
+	@$(BUILD)/bench/bench-pipeline
+	@echo
+	@LOUPE_BIN=$(BUILD)/bin bench/agent-throughput
+	@echo
+	@LOUPE_BIN=$(BUILD)/bin bench/agent-scale
 
 clean:
 	rm -rf $(BUILD)

@@ -274,20 +274,13 @@ static __always_inline int loupe_parse_ipv6(struct loupe_pkt *pkt, void *data, v
 	return -LOUPE_PERR_IPV6_EXT_TOO_MANY;
 }
 
-/*
- * Parses @skb's headers into @pkt (zeroed by the caller). Returns LOUPE_PARSED_IP,
- * LOUPE_PARSED_NOT_IP, or -LOUPE_PERR_*: the packet is then counted, never dropped.
- */
-static __always_inline int loupe_parse(struct __sk_buff *skb, struct loupe_pkt *pkt)
+/* Parses the headers in the skb's linear area; see loupe_parse(). */
+static __always_inline int loupe_parse_linear(struct __sk_buff *skb, struct loupe_pkt *pkt)
 {
 	void *data, *data_end;
 	__u32 off = ETH_HLEN;
 	__be16 proto;
 	int i;
-
-	/* headers in page fragments (GRO, large sends) are pulled in once */
-	if (skb->data_end - skb->data < LOUPE_PULL_LEN && skb->len > skb->data_end - skb->data)
-		bpf_skb_pull_data(skb, skb->len < LOUPE_PULL_LEN ? skb->len : LOUPE_PULL_LEN);
 
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
@@ -323,6 +316,40 @@ static __always_inline int loupe_parse(struct __sk_buff *skb, struct loupe_pkt *
 	default:
 		return LOUPE_PARSED_NOT_IP;
 	}
+}
+
+static __always_inline bool loupe_perr_truncated(int perr)
+{
+	switch (perr) {
+	case LOUPE_PERR_ETH_TRUNCATED:
+	case LOUPE_PERR_VLAN_TRUNCATED:
+	case LOUPE_PERR_IPV4_TRUNCATED:
+	case LOUPE_PERR_IPV6_TRUNCATED:
+	case LOUPE_PERR_IPV6_EXT_TRUNCATED:
+	case LOUPE_PERR_L4_TRUNCATED:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/*
+ * Parses @skb's headers into @pkt (zeroed by the caller). Returns LOUPE_PARSED_IP,
+ * LOUPE_PARSED_NOT_IP, or -LOUPE_PERR_*: the packet is then counted, never dropped.
+ * Headers that lie in page fragments (GRO, some large sends) are pulled into the linear area
+ * and parsed again, but only then: a pull on every packet whose linear area is short (TCP
+ * from the local stack: headers only) reallocates cloned heads and cost 9% of throughput.
+ */
+static __always_inline int loupe_parse(struct __sk_buff *skb, struct loupe_pkt *pkt)
+{
+	int ret = loupe_parse_linear(skb, pkt);
+
+	if (ret < 0 && loupe_perr_truncated(-ret) && skb->len > skb->data_end - skb->data) {
+		__builtin_memset(pkt, 0, sizeof(*pkt));
+		bpf_skb_pull_data(skb, skb->len < LOUPE_PULL_LEN ? skb->len : LOUPE_PULL_LEN);
+		ret = loupe_parse_linear(skb, pkt);
+	}
+	return ret;
 }
 
 #endif
