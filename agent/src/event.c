@@ -250,11 +250,37 @@ out:
 	return err;
 }
 
-static bool is_v4_mapped(const uint8_t *a)
+bool loupe_addr_is_v4_mapped(const uint8_t *a)
 {
 	static const uint8_t prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
 
 	return !memcmp(a, prefix, sizeof(prefix));
+}
+
+/* True when the char array @a holds a NUL. */
+#define TERMINATED(a) (memchr((a), '\0', sizeof(a)) != NULL)
+
+bool loupe_event_strings_valid(const struct loupe_event *ev)
+{
+	if (!TERMINATED(ev->node) || !TERMINATED(ev->ifname))
+		return false;
+	switch (ev->kind) {
+	case LOUPE_EV_HTTP_REQUEST:
+		return TERMINATED(ev->http.method) && TERMINATED(ev->http.path) &&
+		       TERMINATED(ev->http.host);
+	case LOUPE_EV_TLS_CLIENT_HELLO:
+		if (ev->tls.alpn_count < 0 || ev->tls.alpn_count > LOUPE_EVENT_ALPN_MAX)
+			return false;
+		for (int i = 0; i < ev->tls.alpn_count; i++) {
+			if (!TERMINATED(ev->tls.alpn[i]))
+				return false;
+		}
+		return TERMINATED(ev->tls.sni);
+	case LOUPE_EV_DNS_QUERY:
+		return TERMINATED(ev->dns.qname);
+	default:
+		return true;
+	}
 }
 
 int loupe_event_format_addr(const struct loupe_event *ev, bool src, char *buf, size_t len)
@@ -266,7 +292,7 @@ int loupe_event_format_addr(const struct loupe_event *ev, bool src, char *buf, s
 		return -EINVAL;
 	if (len > (socklen_t)-1)
 		len = (socklen_t)-1;
-	if (!ev->ipv6 && is_v4_mapped(a))
+	if (!ev->ipv6 && loupe_addr_is_v4_mapped(a))
 		s = inet_ntop(AF_INET, a + 12, buf, (socklen_t)len);
 	else
 		s = inet_ntop(AF_INET6, a, buf, (socklen_t)len);

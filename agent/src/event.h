@@ -117,6 +117,15 @@ int loupe_event_decode(const void *record, size_t size, int64_t mono_to_real_ns,
 /* The loupe.v1.EventKind name, e.g. "FLOW_START"; NULL and errno EINVAL when out of range. */
 const char *loupe_event_kind_name(enum loupe_event_kind kind);
 
+/*
+ * True when the strings @ev's kind uses are terminated within their arrays: what the JSON
+ * writers and the protobuf conversion borrow as they are.
+ */
+bool loupe_event_strings_valid(const struct loupe_event *ev);
+
+/* True for an IPv4-mapped IPv6 address (::ffff:a.b.c.d). */
+bool loupe_addr_is_v4_mapped(const uint8_t *addr);
+
 /* The upper-case name of a parse error reason ("IPV4_TRUNCATED"); "?" when unknown. */
 const char *loupe_parse_error_name(enum loupe_parse_error reason);
 

@@ -18,9 +18,6 @@
 
 #define NSEC_PER_SEC 1000000000ULL
 
-/* True when the char array @a holds a NUL: the same check as event_pb.c's. */
-#define TERMINATED(a) (memchr((a), '\0', sizeof(a)) != NULL)
-
 /* The longest JSON string for a char array of @n (NUL included): "\u00XX" per byte. */
 #define STR_MAX(n) (2 + 6 * ((n)-1))
 /* Keys, punctuation, numbers and timestamps of every field together stay below this. */
@@ -402,37 +399,6 @@ static void put_addr(struct jw *w, const uint8_t *a, bool v4)
 	put(w, tmp, (size_t)(q - tmp));
 }
 
-static bool is_v4_mapped(const uint8_t *a)
-{
-	static const uint8_t prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-
-	return !memcmp(a, prefix, sizeof(prefix));
-}
-
-/* The event's strings as far as its kind uses them: event_pb.c's strings_valid(). */
-static bool strings_valid(const struct loupe_event *ev)
-{
-	if (!TERMINATED(ev->node) || !TERMINATED(ev->ifname))
-		return false;
-	switch (ev->kind) {
-	case LOUPE_EV_HTTP_REQUEST:
-		return TERMINATED(ev->http.method) && TERMINATED(ev->http.path) &&
-		       TERMINATED(ev->http.host);
-	case LOUPE_EV_TLS_CLIENT_HELLO:
-		if (ev->tls.alpn_count < 0 || ev->tls.alpn_count > LOUPE_EVENT_ALPN_MAX)
-			return false;
-		for (int i = 0; i < ev->tls.alpn_count; i++) {
-			if (!TERMINATED(ev->tls.alpn[i]))
-				return false;
-		}
-		return TERMINATED(ev->tls.sni);
-	case LOUPE_EV_DNS_QUERY:
-		return TERMINATED(ev->dns.qname);
-	default:
-		return true;
-	}
-}
-
 static bool counters_zero(const struct loupe_event_flow_dir *d)
 {
 	return !d->packets && !d->bytes && !d->tcp_flags;
@@ -613,7 +579,7 @@ int loupe_event_json_write(const struct loupe_event *ev, char *buf, size_t size)
 
 	if (size)
 		buf[0] = '\0';
-	if (!strings_valid(ev))
+	if (!loupe_event_strings_valid(ev))
 		return -EINVAL;
 	if (size > INT_MAX)
 		w.end = buf + INT_MAX;
@@ -653,9 +619,9 @@ int loupe_event_json_write(const struct loupe_event *ev, char *buf, size_t size)
 		KEY(&w, "\"direction\":\"POD_INGRESS\"");
 	if (ev->has_ip) {
 		KEY(&w, "\"srcIp\":");
-		put_addr(&w, ev->saddr, !ev->ipv6 && is_v4_mapped(ev->saddr));
+		put_addr(&w, ev->saddr, !ev->ipv6 && loupe_addr_is_v4_mapped(ev->saddr));
 		KEY(&w, "\"dstIp\":");
-		put_addr(&w, ev->daddr, !ev->ipv6 && is_v4_mapped(ev->daddr));
+		put_addr(&w, ev->daddr, !ev->ipv6 && loupe_addr_is_v4_mapped(ev->daddr));
 		if (ev->sport) {
 			KEY(&w, "\"srcPort\":");
 			put_u64(&w, ev->sport);

@@ -19,9 +19,6 @@ _Static_assert((int)LOUPE__V1__EVENT_KIND__AGENT == LOUPE_EV_AGENT &&
 
 #define NSEC_PER_SEC 1000000000ULL
 
-/* True when the char array @a holds a NUL: the event's strings are borrowed as they are. */
-#define TERMINATED(a) (memchr((a), '\0', sizeof(a)) != NULL)
-
 static void set_timestamp(Google__Protobuf__Timestamp *ts, uint64_t ns)
 {
 	google__protobuf__timestamp__init(ts);
@@ -40,30 +37,6 @@ static void set_counters(Loupe__V1__FlowCounters *c, const struct loupe_event_fl
 static bool counters_zero(const struct loupe_event_flow_dir *d)
 {
 	return !d->packets && !d->bytes && !d->tcp_flags;
-}
-
-/* The event's strings, as far as its kind uses them: all are to be terminated in place. */
-static bool strings_valid(const struct loupe_event *ev)
-{
-	if (!TERMINATED(ev->node) || !TERMINATED(ev->ifname))
-		return false;
-	switch (ev->kind) {
-	case LOUPE_EV_HTTP_REQUEST:
-		return TERMINATED(ev->http.method) && TERMINATED(ev->http.path) &&
-		       TERMINATED(ev->http.host);
-	case LOUPE_EV_TLS_CLIENT_HELLO:
-		if (ev->tls.alpn_count < 0 || ev->tls.alpn_count > LOUPE_EVENT_ALPN_MAX)
-			return false;
-		for (int i = 0; i < ev->tls.alpn_count; i++) {
-			if (!TERMINATED(ev->tls.alpn[i]))
-				return false;
-		}
-		return TERMINATED(ev->tls.sni);
-	case LOUPE_EV_DNS_QUERY:
-		return TERMINATED(ev->dns.qname);
-	default:
-		return true;
-	}
 }
 
 static void set_flow(const struct loupe_event *ev, struct loupe_event_pb *pb)
@@ -153,7 +126,7 @@ int loupe_event_to_pb(const struct loupe_event *ev, struct loupe_event_pb *ret_p
 
 	memset(ret_pb, 0, sizeof(*ret_pb));
 	loupe__v1__event__init(m);
-	if (!strings_valid(ev)) {
+	if (!loupe_event_strings_valid(ev)) {
 		err = -EINVAL;
 		goto out;
 	}
