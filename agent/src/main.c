@@ -319,6 +319,12 @@ static int agent_loop(struct agent *a)
 			switch (evs[i].data.u32) {
 			case AGENT_SIGNAL:
 				while (read(a->sigfd, &si, sizeof(si)) == sizeof(si)) {
+					if (si.ssi_signo == SIGHUP) {
+						/* the policies' reload signal: nothing to reload yet */
+						loupe_log(LOUPE_LOG_INFO,
+							  "SIGHUP: nothing to reload", NULL);
+						continue;
+					}
 					loupe_log(LOUPE_LOG_INFO, "stopping", "signal=%u",
 						  si.ssi_signo);
 					a->stop = true;
