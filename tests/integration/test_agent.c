@@ -38,6 +38,7 @@
 #include <json-c/json.h>
 
 #include "loupe/datapath.h"
+#include "tcview.h"
 
 #define AGENT_BIN LOUPE_BIN_DIR "/loupe-agent"
 
@@ -469,11 +470,6 @@ static struct pod *pod_make(int i, char tag)
 
 /* ---- what is on the hooks ---- */
 
-static const char *hook_name(int hook)
-{
-	return hook == 0 ? "ingress" : "egress";
-}
-
 /* The program of loupe's filter on clsact @hook (0 ingress, 1 egress) of @ifindex: 0 or -errno. */
 static int hook_query(int ifindex, int hook, uint32_t *ret_id)
 {
@@ -546,85 +542,6 @@ static void expect_pinned_programs(const struct pod *p, uint32_t ret_ids[2])
 		     p->host, ids[1]);
 	if (ret_ids)
 		memcpy(ret_ids, ids, sizeof(ids));
-}
-
-static struct json_object *tc_json(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static struct json_object *tc_json(const char *fmt, ...)
-{
-	char cmd[256], buf[65536];
-	struct json_object *j;
-	size_t n = 0, r;
-	va_list ap;
-	FILE *f;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	f = popen(cmd, "r");
-	cr_assert_not_null(f, "%s: %s", cmd, strerror(errno));
-	while (n < sizeof(buf) - 1 && (r = fread(buf + n, 1, sizeof(buf) - 1 - n, f)) > 0)
-		n += r;
-	buf[n] = 0;
-	cr_assert_eq(pclose(f), 0, "%s failed", cmd);
-	j = json_tokener_parse(buf);
-	cr_assert(j && json_object_is_type(j, json_type_array), "%s: not a JSON array: %s", cmd,
-		  buf);
-	return j;
-}
-
-/* What `tc -j filter show` lists on one hook. */
-struct hook_view {
-	int loupe;   /* bpf filters with loupe's handle */
-	int foreign; /* every other filter */
-	int pref;    /* loupe's filter: priority, direct-action, program */
-	bool da;
-	uint32_t prog_id;
-};
-
-static struct hook_view view_hook(const char *dev, int hook)
-{
-	struct json_object *j = tc_json("tc -j filter show dev %s %s", dev, hook_name(hook));
-	struct hook_view v = { 0 };
-
-	for (size_t i = 0; i < json_object_array_length(j); i++) {
-		struct json_object *f = json_object_array_get_idx(j, i), *o, *x, *prog;
-		const char *kind = "", *handle = "";
-
-		/* an entry without options heads a block of filters of one kind and priority */
-		if (!json_object_object_get_ex(f, "options", &o))
-			continue;
-		if (json_object_object_get_ex(f, "kind", &x))
-			kind = json_object_get_string(x);
-		if (json_object_object_get_ex(o, "handle", &x))
-			handle = json_object_get_string(x);
-		if (strcmp(kind, "bpf") || strtoul(handle, NULL, 0) != TC_HANDLE) {
-			v.foreign++;
-			continue;
-		}
-		v.loupe++;
-		if (json_object_object_get_ex(f, "pref", &x))
-			v.pref = json_object_get_int(x);
-		v.da = json_object_object_get_ex(o, "direct-action", &x) &&
-		       json_object_get_boolean(x);
-		if (json_object_object_get_ex(o, "prog", &prog) &&
-		    json_object_object_get_ex(prog, "id", &x))
-			v.prog_id = json_object_get_int64(x);
-	}
-	json_object_put(j);
-	return v;
-}
-
-static bool has_clsact(const char *dev)
-{
-	struct json_object *j = tc_json("tc -j qdisc show dev %s", dev), *x;
-	bool found = false;
-
-	for (size_t i = 0; i < json_object_array_length(j); i++)
-		if (json_object_object_get_ex(json_object_array_get_idx(j, i), "kind", &x) &&
-		    !strcmp(json_object_get_string(x), "clsact"))
-			found = true;
-	json_object_put(j);
-	return found;
 }
 
 /* ---- 1: attach within one second, the initial dump, detach ---- */
@@ -727,7 +644,7 @@ Test(agent, uninstall_leaves_nothing)
 	agent_wait_log(0, agent, needle, 5);
 	for (int i = 0; i < 2; i++) {
 		expect_pinned_programs(pods[i], ids);
-		cr_assert(has_clsact(pods[i]->host), "%s: no clsact", pods[i]->host);
+		cr_assert(loupe_tcview_has_clsact(pods[i]->host), "%s: no clsact", pods[i]->host);
 	}
 	ids[2] = pinned_map_id(LOUPE_MAP_FLOWS4);
 
@@ -752,18 +669,20 @@ Test(agent, uninstall_leaves_nothing)
 
 	for (int i = 0; i < 2; i++) {
 		for (int hook = 0; hook < 2; hook++) {
-			struct hook_view v = view_hook(pods[i]->host, hook);
+			struct loupe_tcview_hook v =
+				loupe_tcview_hook(pods[i]->host, hook, TC_HANDLE);
 			uint32_t id;
 
 			cr_expect_eq(v.loupe, 0, "%s %s: %d loupe filters left", pods[i]->host,
-				     hook_name(hook), v.loupe);
+				     loupe_tcview_hook_name(hook), v.loupe);
 			cr_expect_eq(v.foreign, 0, "%s %s: %d other filters", pods[i]->host,
-				     hook_name(hook), v.foreign);
+				     loupe_tcview_hook_name(hook), v.foreign);
 			cr_expect_neq(hook_query(pods[i]->ifindex, hook, &id), 0,
 				      "%s %s: bpf_tc_query still finds program %u", pods[i]->host,
-				      hook_name(hook), id);
+				      loupe_tcview_hook_name(hook), id);
 		}
-		cr_expect(!has_clsact(pods[i]->host), "%s: loupe's clsact is left", pods[i]->host);
+		cr_expect(!loupe_tcview_has_clsact(pods[i]->host), "%s: loupe's clsact is left",
+			  pods[i]->host);
 	}
 	after = bpffs_list();
 	cr_expect_str_eq(after, fresh, "the bpffs holds\n%sand held before the agent\n%s", after,
@@ -977,8 +896,8 @@ Test(agent, restart_is_hitless)
 		(unsigned long long)before, (unsigned long long)at_ready);
 	for (int hook = 0; hook < 2; hook++)
 		cr_expect_neq(new_ids[hook], old_ids[hook],
-			      "%s: still the killed agent's program %u", hook_name(hook),
-			      old_ids[hook]);
+			      "%s: still the killed agent's program %u",
+			      loupe_tcview_hook_name(hook), old_ids[hook]);
 	/* the flow map is the same object: pinned by the first, reused by the second */
 	map_fd2 = bpf_obj_get(path);
 	cr_assert_geq(map_fd2, 0, "%s: %s", path, strerror(errno));
@@ -1007,7 +926,7 @@ Test(agent, restart_is_hitless)
 	/* never a hook without loupe's filter, and the sampler did look during the restart */
 	cr_expect_eq(atomic_load(&t.sampler.misses), 0,
 		     "%lu queries found no loupe filter; the first on %s: %s",
-		     atomic_load(&t.sampler.misses), hook_name(t.sampler.first_hook),
+		     atomic_load(&t.sampler.misses), loupe_tcview_hook_name(t.sampler.first_hook),
 		     strerror(-t.sampler.first_err));
 	cr_expect_gt(rounds_at_ready - rounds_at_kill, 0, "no sample between kill and ready");
 	cr_expect(!t.sampler.more_ids, "more than 4 programs seen on a hook");
@@ -1016,8 +935,8 @@ Test(agent, restart_is_hitless)
 			cr_expect(t.sampler.ids[hook][k] == old_ids[hook] ||
 					  t.sampler.ids[hook][k] == new_ids[hook],
 				  "%s ran program %u, neither the old agent's %u nor the new's %u",
-				  hook_name(hook), t.sampler.ids[hook][k], old_ids[hook],
-				  new_ids[hook]);
+				  loupe_tcview_hook_name(hook), t.sampler.ids[hook][k],
+				  old_ids[hook], new_ids[hook]);
 	}
 
 	/* every datagram counted once: none passed unseen, none twice */
@@ -1035,16 +954,17 @@ Test(agent, restart_is_hitless)
 
 	/* exactly one loupe filter per hook, the new agent's, and nothing else */
 	for (int hook = 0; hook < 2; hook++) {
-		struct hook_view v = view_hook(p->host, hook);
+		struct loupe_tcview_hook v = loupe_tcview_hook(p->host, hook, TC_HANDLE);
 
-		cr_expect_eq(v.loupe, 1, "%s %s: %d loupe filters", p->host, hook_name(hook),
-			     v.loupe);
-		cr_expect_eq(v.foreign, 0, "%s %s: %d other filters", p->host, hook_name(hook),
-			     v.foreign);
-		cr_expect_eq(v.pref, TC_PRIO, "%s %s: pref %d", p->host, hook_name(hook), v.pref);
-		cr_expect(v.da, "%s %s: not direct-action", p->host, hook_name(hook));
+		cr_expect_eq(v.loupe, 1, "%s %s: %d loupe filters", p->host,
+			     loupe_tcview_hook_name(hook), v.loupe);
+		cr_expect_eq(v.foreign, 0, "%s %s: %d other filters", p->host,
+			     loupe_tcview_hook_name(hook), v.foreign);
+		cr_expect_eq(v.pref, TC_PRIO, "%s %s: pref %d", p->host,
+			     loupe_tcview_hook_name(hook), v.pref);
+		cr_expect(v.da, "%s %s: not direct-action", p->host, loupe_tcview_hook_name(hook));
 		cr_expect_eq(v.prog_id, new_ids[hook], "%s %s: program %u, the new agent's is %u",
-			     p->host, hook_name(hook), v.prog_id, new_ids[hook]);
+			     p->host, loupe_tcview_hook_name(hook), v.prog_id, new_ids[hook]);
 	}
 	status = wait_exit(agent, 0);
 	cr_expect_eq(status, -1, "the new agent exited (status 0x%x)", status);

@@ -55,6 +55,9 @@
 #include <criterion/hooks.h>
 #include <json-c/json.h>
 
+#include "jsonget.h"
+#include "tsv.h"
+
 #define AGENT_BIN LOUPE_BIN_DIR "/loupe-agent"
 #define PODS	  LOUPE_SOURCE_DIR "/scripts/pods"
 #define ID_ENV	  "LOUPE_TEST_TRAFFIC_ID" /* the runner's pid, set once (PRE_ALL) */
@@ -760,134 +763,20 @@ static void run_clients(void)
 
 /* ------------------------------------------------------------------ addresses, strings */
 
-static bool parse_addr(const char *s, uint8_t out[16])
-{
-	struct in_addr a4;
-
-	if (inet_pton(AF_INET6, s, out) == 1)
-		return true;
-	if (inet_pton(AF_INET, s, &a4) != 1)
-		return false;
-	memset(out, 0, 10);
-	out[10] = out[11] = 0xff;
-	memcpy(out + 12, &a4, 4);
-	return true;
-}
-
-/* Number of '|'-separated parts of a tsv field; 0 for an empty field. */
-static int parts_count(const char *s)
-{
-	int n = 1;
-
-	if (!*s)
-		return 0;
-	for (; *s; s++)
-		n += *s == '|';
-	return n;
-}
-
-/* Copies part @n (0-based) of a '|'-separated field into @out; "" when there is none. */
-static void part(const char *s, int n, char *out, size_t size)
-{
-	const char *end;
-
-	out[0] = '\0';
-	if (!*s)
-		return;
-	while (n-- > 0) {
-		s = strchr(s, '|');
-		if (!s)
-			return;
-		s++;
-	}
-	end = strchr(s, '|');
-	if (!end)
-		end = s + strlen(s);
-	snprintf(out, size, "%.*s", (int)(end - s), s);
-}
-
 /* ------------------------------------------------------------------ tshark's tsv */
 
-struct tsv {
-	char *text;
-	char **cols;
-	int ncols;
-	char ***rows;
-	int nrows;
-};
-
-static int split_tabs(char *line, char ***ret)
+static const char *tsv_get(const struct loupe_tsv *ts, int row, const char *col)
 {
-	char **v = NULL, *p = line, *tab;
-	int n = 0;
+	const char *v = loupe_tsv_field(ts, row, col);
 
-	for (;;) {
-		v = realloc(v, (n + 1) * sizeof(*v));
-		cr_assert_not_null(v);
-		tab = strchr(p, '\t');
-		v[n++] = p;
-		if (!tab)
-			break;
-		*tab = '\0';
-		p = tab + 1;
-	}
-	*ret = v;
-	return n;
-}
-
-static void tsv_parse(char *text, struct tsv *ts)
-{
-	char *line, *next, **fields;
-	int n;
-
-	memset(ts, 0, sizeof(*ts));
-	ts->text = text;
-	for (line = text; line && *line; line = next) {
-		next = strchr(line, '\n');
-		if (next)
-			*next++ = '\0';
-		n = split_tabs(line, &fields);
-		if (!ts->cols) {
-			ts->cols = fields;
-			ts->ncols = n;
-			continue;
-		}
-		/* tshark leaves trailing empty fields out: pad to the header */
-		if (n < ts->ncols) {
-			fields = realloc(fields, ts->ncols * sizeof(*fields));
-			cr_assert_not_null(fields);
-			while (n < ts->ncols)
-				fields[n++] = "";
-		}
-		ts->rows = realloc(ts->rows, (ts->nrows + 1) * sizeof(*ts->rows));
-		cr_assert_not_null(ts->rows);
-		ts->rows[ts->nrows++] = fields;
-	}
-	cr_assert_not_null(ts->cols, "tshark printed no header line");
-}
-
-static void tsv_free(struct tsv *ts)
-{
-	for (int i = 0; i < ts->nrows; i++)
-		free(ts->rows[i]);
-	free(ts->rows);
-	free(ts->cols);
-	free(ts->text);
-	memset(ts, 0, sizeof(*ts));
-}
-
-static const char *tsv_get(const struct tsv *ts, int row, const char *col)
-{
-	for (int i = 0; i < ts->ncols; i++)
-		if (strcmp(ts->cols[i], col) == 0)
-			return ts->rows[row][i];
-	cr_assert_fail("tshark's output has no column %s", col);
-	return "";
+	if (!v)
+		cr_assert_fail("tshark's output has no column %s", col);
+	return v ? v : "";
 }
 
 /* tshark on the capture, -T fields with the corpus's options plus @extra and @fields. */
 static void tshark(const char *pcap, const char *name, const char *filter, bool per_frame,
-		   const char *const fields[], struct tsv *ret)
+		   const char *const fields[], struct loupe_tsv *ret)
 {
 	static const char *const common[] = { "tshark", "-r",		NULL, "-n",
 					      "-T",	"fields",	"-E", "header=y",
@@ -915,7 +804,8 @@ static void tshark(const char *pcap, const char *name, const char *filter, bool 
 		argv[n++] = (char *)fields[i];
 	}
 	argv[n] = NULL;
-	tsv_parse(must_run(argv, name, TOOL_S), ret);
+	cr_assert(loupe_tsv_parse(must_run(argv, name, TOOL_S), ret),
+		  "tshark printed no header line");
 }
 
 /* ------------------------------------------------------------------ L7 messages */
@@ -1101,7 +991,7 @@ static bool is_grease(unsigned int v)
 }
 
 /* tshark's L7 rows as messages (gen_expected.sh's first command). */
-static void l7_rows(const struct tsv *ts, struct msgs *rows)
+static void l7_rows(const struct loupe_tsv *ts, struct msgs *rows)
 {
 	char buf[256];
 
@@ -1112,27 +1002,27 @@ static void l7_rows(const struct tsv *ts, struct msgs *rows)
 		struct msg *w = msgs_add(rows);
 
 		w->frame = strtoul(tsv_get(ts, r, "frame.number"), NULL, 10);
-		part(tsv_get(ts, r, "ip.src"), 0, w->src_s, sizeof(w->src_s));
+		loupe_tsv_part(tsv_get(ts, r, "ip.src"), 0, w->src_s, sizeof(w->src_s));
 		if (!w->src_s[0])
-			part(tsv_get(ts, r, "ipv6.src"), 0, w->src_s, sizeof(w->src_s));
-		part(tsv_get(ts, r, "ip.dst"), 0, w->dst_s, sizeof(w->dst_s));
+			loupe_tsv_part(tsv_get(ts, r, "ipv6.src"), 0, w->src_s, sizeof(w->src_s));
+		loupe_tsv_part(tsv_get(ts, r, "ip.dst"), 0, w->dst_s, sizeof(w->dst_s));
 		if (!w->dst_s[0])
-			part(tsv_get(ts, r, "ipv6.dst"), 0, w->dst_s, sizeof(w->dst_s));
-		cr_assert(parse_addr(w->src_s, w->src) && parse_addr(w->dst_s, w->dst),
+			loupe_tsv_part(tsv_get(ts, r, "ipv6.dst"), 0, w->dst_s, sizeof(w->dst_s));
+		cr_assert(loupe_tsv_addr(w->src_s, w->src) && loupe_tsv_addr(w->dst_s, w->dst),
 			  "frame %u: addresses '%s' '%s'", w->frame, w->src_s, w->dst_s);
-		part(tsv_get(ts, r, "tcp.srcport"), 0, buf, sizeof(buf));
+		loupe_tsv_part(tsv_get(ts, r, "tcp.srcport"), 0, buf, sizeof(buf));
 		w->dns_tcp = buf[0] != '\0';
 		if (!buf[0])
-			part(tsv_get(ts, r, "udp.srcport"), 0, buf, sizeof(buf));
+			loupe_tsv_part(tsv_get(ts, r, "udp.srcport"), 0, buf, sizeof(buf));
 		w->sport = strtoul(buf, NULL, 10);
-		part(tsv_get(ts, r, w->dns_tcp ? "tcp.dstport" : "udp.dstport"), 0, buf,
-		     sizeof(buf));
+		loupe_tsv_part(tsv_get(ts, r, w->dns_tcp ? "tcp.dstport" : "udp.dstport"), 0, buf,
+			       sizeof(buf));
 		w->dport = strtoul(buf, NULL, 10);
 
 		/* one request, ClientHello or question per frame: nothing here pipelines */
 		if (*method) {
-			cr_assert_eq(parts_count(method), 1, "frame %u: %d HTTP requests", w->frame,
-				     parts_count(method));
+			cr_assert_eq(loupe_tsv_parts(method), 1, "frame %u: %d HTTP requests",
+				     w->frame, loupe_tsv_parts(method));
 			w->kind = L7_HTTP;
 			snprintf(w->method, sizeof(w->method), "%s", method);
 			snprintf(w->path, sizeof(w->path), "%s",
@@ -1143,15 +1033,15 @@ static void l7_rows(const struct tsv *ts, struct msgs *rows)
 				tsv_get(ts, r, "tls.handshake.extensions.supported_version");
 			unsigned int v, max = 0;
 
-			cr_assert_eq(parts_count(legacy), 1, "frame %u: %d ClientHellos", w->frame,
-				     parts_count(legacy));
+			cr_assert_eq(loupe_tsv_parts(legacy), 1, "frame %u: %d ClientHellos",
+				     w->frame, loupe_tsv_parts(legacy));
 			w->kind = L7_TLS;
 			snprintf(w->sni, sizeof(w->sni), "%s", sni);
 			snprintf(w->alpn, sizeof(w->alpn), "%s",
 				 tsv_get(ts, r, "tls.handshake.extensions_alpn_str"));
 			/* the version is the highest supported_versions entry, else the legacy one */
-			for (int i = 0; i < parts_count(sv); i++) {
-				part(sv, i, buf, sizeof(buf));
+			for (int i = 0; i < loupe_tsv_parts(sv); i++) {
+				loupe_tsv_part(sv, i, buf, sizeof(buf));
 				v = strtoul(buf, NULL, 16);
 				if (!is_grease(v) && v > max)
 					max = v;
@@ -1161,8 +1051,9 @@ static void l7_rows(const struct tsv *ts, struct msgs *rows)
 			w->version = max;
 		} else {
 			w->kind = L7_DNS;
-			part(tsv_get(ts, r, "dns.qry.name"), 0, w->qname, sizeof(w->qname));
-			part(tsv_get(ts, r, "dns.qry.type"), 0, buf, sizeof(buf));
+			loupe_tsv_part(tsv_get(ts, r, "dns.qry.name"), 0, w->qname,
+				       sizeof(w->qname));
+			loupe_tsv_part(tsv_get(ts, r, "dns.qry.type"), 0, buf, sizeof(buf));
 			w->qtype = strtoul(buf, NULL, 10);
 		}
 	}
@@ -1258,14 +1149,14 @@ static bool is_mld(unsigned int type)
  * pod's was sent by the pod (egress); its addresses and ports are then the pod's (source) and
  * the peer's (destination), the other way round for a frame to the pod.
  */
-static void conversations(const struct tsv *ts, const struct pod *p, struct flows *convs,
+static void conversations(const struct loupe_tsv *ts, const struct pod *p, struct flows *convs,
 			  struct capture_stats *cs)
 {
 	uint8_t pod4[16], pod6[16];
 	char buf[64], icmp6[64];
 
-	parse_addr(p->v4, pod4);
-	parse_addr(p->v6, pod6);
+	loupe_tsv_addr(p->v4, pod4);
+	loupe_tsv_addr(p->v6, pod6);
 	for (int r = 0; r < ts->nrows; r++) {
 		unsigned int frame = strtoul(tsv_get(ts, r, "frame.number"), NULL, 10);
 		bool egress = strcasecmp(tsv_get(ts, r, "eth.src"), p->mac) == 0;
@@ -1279,34 +1170,34 @@ static void conversations(const struct tsv *ts, const struct pod *p, struct flow
 		cs->frames++;
 		len = strtoul(tsv_get(ts, r, "frame.len"), NULL, 10);
 		/* the outer header's fields come first: an ICMP error quotes another below */
-		part(tsv_get(ts, r, "ip.src"), 0, src_s, sizeof(src_s));
+		loupe_tsv_part(tsv_get(ts, r, "ip.src"), 0, src_s, sizeof(src_s));
 		if (src_s[0]) {
-			part(tsv_get(ts, r, "ip.dst"), 0, dst_s, sizeof(dst_s));
-			part(tsv_get(ts, r, "ip.proto"), 0, buf, sizeof(buf));
+			loupe_tsv_part(tsv_get(ts, r, "ip.dst"), 0, dst_s, sizeof(dst_s));
+			loupe_tsv_part(tsv_get(ts, r, "ip.proto"), 0, buf, sizeof(buf));
 			proto = atoi(buf);
 		} else {
-			part(tsv_get(ts, r, "ipv6.src"), 0, src_s, sizeof(src_s));
-			part(tsv_get(ts, r, "ipv6.dst"), 0, dst_s, sizeof(dst_s));
-			part(tsv_get(ts, r, "ipv6.nxt"), 0, buf, sizeof(buf));
+			loupe_tsv_part(tsv_get(ts, r, "ipv6.src"), 0, src_s, sizeof(src_s));
+			loupe_tsv_part(tsv_get(ts, r, "ipv6.dst"), 0, dst_s, sizeof(dst_s));
+			loupe_tsv_part(tsv_get(ts, r, "ipv6.nxt"), 0, buf, sizeof(buf));
 			proto = atoi(buf);
 		}
 		if (!src_s[0]) {
 			cs->non_ip++; /* ARP: not IP, no flow */
 			continue;
 		}
-		cr_assert(parse_addr(src_s, src) && parse_addr(dst_s, dst),
+		cr_assert(loupe_tsv_addr(src_s, src) && loupe_tsv_addr(dst_s, dst),
 			  "frame %u: addresses '%s' '%s'", frame, src_s, dst_s);
-		part(tsv_get(ts, r, "icmpv6.type"), 0, icmp6, sizeof(icmp6));
+		loupe_tsv_part(tsv_get(ts, r, "icmpv6.type"), 0, icmp6, sizeof(icmp6));
 		if (icmp6[0])
 			proto = 58; /* MLD comes behind a hop-by-hop header */
 		if (proto == 6 || proto == 17) {
 			const char *l4 = proto == 6 ? "tcp" : "udp";
 
 			snprintf(buf, sizeof(buf), "%s.srcport", l4);
-			part(tsv_get(ts, r, buf), 0, buf, sizeof(buf));
+			loupe_tsv_part(tsv_get(ts, r, buf), 0, buf, sizeof(buf));
 			sport = strtoul(buf, NULL, 10);
 			snprintf(buf, sizeof(buf), "%s.dstport", l4);
-			part(tsv_get(ts, r, buf), 0, buf, sizeof(buf));
+			loupe_tsv_part(tsv_get(ts, r, buf), 0, buf, sizeof(buf));
 			dport = strtoul(buf, NULL, 10);
 			/* the pod's MAC and the pod's address go together */
 			pod_end = egress ? src : dst;
@@ -1344,64 +1235,6 @@ static void conversations(const struct tsv *ts, const struct pod *p, struct flow
 
 /* ------------------------------------------------------------------ the agent's events */
 
-static const char *js_str(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	if (!o || !json_object_object_get_ex(o, key, &v))
-		return "";
-	return json_object_get_string(v);
-}
-
-/* proto3 JSON leaves out zero values; 64-bit numbers are strings */
-static uint64_t js_u64(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	if (!o || !json_object_object_get_ex(o, key, &v))
-		return 0;
-	if (json_object_is_type(v, json_type_string))
-		return strtoull(json_object_get_string(v), NULL, 10);
-	return (uint64_t)json_object_get_int64(v);
-}
-
-static bool js_bool(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	return o && json_object_object_get_ex(o, key, &v) && json_object_get_boolean(v);
-}
-
-static struct json_object *js_obj(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	if (!o || !json_object_object_get_ex(o, key, &v))
-		return NULL;
-	return v;
-}
-
-static bool parse_time(const char *s, uint64_t *ret_ns)
-{
-	struct tm tm = { 0 };
-	uint64_t frac = 0;
-	const char *p;
-	int digits = 0;
-
-	p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-	if (!p)
-		return false;
-	if (*p == '.')
-		for (p++; *p >= '0' && *p <= '9'; p++, digits++)
-			frac = frac * 10 + (uint64_t)(*p - '0');
-	if (*p != 'Z' || digits > 9)
-		return false;
-	while (digits++ < 9)
-		frac *= 10;
-	*ret_ns = (uint64_t)timegm(&tm) * 1000000000ull + frac;
-	return true;
-}
-
 static int proto_number(const char *s)
 {
 	static const char *const names[] = { "ICMP", "TCP", "UDP", "ICMPV6" };
@@ -1434,25 +1267,25 @@ static void agent_view_free(struct agent_view *a)
 /* The key of an event: FLOW_END's source is the pod end; others follow their direction. */
 static void event_key(struct json_object *o, bool pod_is_src, struct flow *k)
 {
-	const char *src = js_str(o, "srcIp"), *dst = js_str(o, "dstIp");
+	const char *src = loupe_json_str(o, "srcIp"), *dst = loupe_json_str(o, "dstIp");
 	uint8_t a[16], b[16];
 
 	memset(k, 0, sizeof(*k));
-	k->proto = proto_number(js_str(o, "protocol"));
-	parse_addr(src, a);
-	parse_addr(dst, b);
+	k->proto = proto_number(loupe_json_str(o, "protocol"));
+	loupe_tsv_addr(src, a);
+	loupe_tsv_addr(dst, b);
 	memcpy(k->pod, pod_is_src ? a : b, 16);
 	memcpy(k->peer, pod_is_src ? b : a, 16);
 	snprintf(k->pod_s, sizeof(k->pod_s), "%s", pod_is_src ? src : dst);
 	snprintf(k->peer_s, sizeof(k->peer_s), "%s", pod_is_src ? dst : src);
-	k->pod_port = js_u64(o, pod_is_src ? "srcPort" : "dstPort");
-	k->peer_port = js_u64(o, pod_is_src ? "dstPort" : "srcPort");
+	k->pod_port = loupe_json_u64(o, pod_is_src ? "srcPort" : "dstPort");
+	k->peer_port = loupe_json_u64(o, pod_is_src ? "dstPort" : "srcPort");
 }
 
 /* pod identity: the client pod's two addresses, and not the node's gateway on the veth */
 static void check_pod_ips(struct json_object *o, const char *line, struct agent_view *a)
 {
-	struct json_object *pod = js_obj(o, "pod"), *ips = NULL;
+	struct json_object *pod = loupe_json_obj(o, "pod"), *ips = NULL;
 	const char *ip0, *ip1;
 
 	if (pod)
@@ -1472,18 +1305,19 @@ static void check_pod_ips(struct json_object *o, const char *line, struct agent_
 
 static void agent_event(struct json_object *o, const char *line, struct agent_view *a)
 {
-	const char *kind = js_str(o, "kind"), *dir = js_str(o, "direction");
-	struct json_object *iface = js_obj(o, "interface"), *flow = js_obj(o, "flow"), *x, *alpn;
+	const char *kind = loupe_json_str(o, "kind"), *dir = loupe_json_str(o, "direction");
+	struct json_object *iface = loupe_json_obj(o, "interface"),
+			   *flow = loupe_json_obj(o, "flow"), *x, *alpn;
 	struct flow k, *f;
 	struct msg *m;
 
 	if (strcmp(kind, "LOST") == 0)
 		a->lost++;
-	if (strcmp(js_str(iface, "name"), client.host_if)) {
+	if (strcmp(loupe_json_str(iface, "name"), client.host_if)) {
 		a->other_iface++;
 		return;
 	}
-	if (js_u64(iface, "ifindex") != client.ifindex && !a->bad[0])
+	if (loupe_json_u64(iface, "ifindex") != client.ifindex && !a->bad[0])
 		snprintf(a->bad, sizeof(a->bad), "ifindex is not %u: %s", client.ifindex, line);
 	check_pod_ips(o, line, a);
 
@@ -1498,15 +1332,16 @@ static void agent_event(struct json_object *o, const char *line, struct agent_vi
 	if (strcmp(kind, "FLOW_END") == 0) {
 		event_key(o, true, &k);
 		f = flows_add(&a->ends, &k);
-		f->seq = js_u64(o, "seq");
+		f->seq = loupe_json_u64(o, "seq");
 		for (int d = 0; d < 2; d++) {
-			x = js_obj(flow, d == EGRESS ? "egress" : "ingress");
-			f->pkts[d] = js_u64(x, "packets");
-			f->bytes[d] = js_u64(x, "bytes");
-			f->flags[d] = js_u64(x, "tcpFlags");
+			x = loupe_json_obj(flow, d == EGRESS ? "egress" : "ingress");
+			f->pkts[d] = loupe_json_u64(x, "packets");
+			f->bytes[d] = loupe_json_u64(x, "bytes");
+			f->flags[d] = loupe_json_u64(x, "tcpFlags");
 		}
-		snprintf(f->reason, sizeof(f->reason), "%s", js_str(flow, "endReason"));
-		if (!parse_time(js_str(flow, "lastSeen"), &f->last_seen_ns) && !a->bad[0])
+		snprintf(f->reason, sizeof(f->reason), "%s", loupe_json_str(flow, "endReason"));
+		if (!loupe_json_time(loupe_json_str(flow, "lastSeen"), &f->last_seen_ns) &&
+		    !a->bad[0])
 			snprintf(a->bad, sizeof(a->bad), "bad lastSeen: %s", line);
 		return;
 	}
@@ -1514,36 +1349,38 @@ static void agent_event(struct json_object *o, const char *line, struct agent_vi
 	    !strcmp(kind, "DNS_QUERY")) {
 		m = msgs_add(&a->l7);
 		m->kind = kind[0] == 'H' ? L7_HTTP : kind[0] == 'T' ? L7_TLS : L7_DNS;
-		m->seq = js_u64(o, "seq");
-		snprintf(m->src_s, sizeof(m->src_s), "%s", js_str(o, "srcIp"));
-		snprintf(m->dst_s, sizeof(m->dst_s), "%s", js_str(o, "dstIp"));
-		if ((!parse_addr(m->src_s, m->src) || !parse_addr(m->dst_s, m->dst)) && !a->bad[0])
+		m->seq = loupe_json_u64(o, "seq");
+		snprintf(m->src_s, sizeof(m->src_s), "%s", loupe_json_str(o, "srcIp"));
+		snprintf(m->dst_s, sizeof(m->dst_s), "%s", loupe_json_str(o, "dstIp"));
+		if ((!loupe_tsv_addr(m->src_s, m->src) || !loupe_tsv_addr(m->dst_s, m->dst)) &&
+		    !a->bad[0])
 			snprintf(a->bad, sizeof(a->bad), "bad address: %s", line);
-		m->sport = js_u64(o, "srcPort");
-		m->dport = js_u64(o, "dstPort");
+		m->sport = loupe_json_u64(o, "srcPort");
+		m->dport = loupe_json_u64(o, "dstPort");
 		/* the client sends every request: the pod's egress */
 		if (strcmp(dir, "POD_EGRESS") && !a->bad[0])
 			snprintf(a->bad, sizeof(a->bad), "not POD_EGRESS: %s", line);
-		x = js_obj(o, "http");
-		snprintf(m->method, sizeof(m->method), "%s", js_str(x, "method"));
-		snprintf(m->path, sizeof(m->path), "%s", js_str(x, "path"));
-		snprintf(m->host, sizeof(m->host), "%s", js_str(x, "host"));
-		if ((js_bool(x, "pathTruncated") || js_bool(x, "hostTruncated")) && !a->bad[0])
+		x = loupe_json_obj(o, "http");
+		snprintf(m->method, sizeof(m->method), "%s", loupe_json_str(x, "method"));
+		snprintf(m->path, sizeof(m->path), "%s", loupe_json_str(x, "path"));
+		snprintf(m->host, sizeof(m->host), "%s", loupe_json_str(x, "host"));
+		if ((loupe_json_bool(x, "pathTruncated") || loupe_json_bool(x, "hostTruncated")) &&
+		    !a->bad[0])
 			snprintf(a->bad, sizeof(a->bad), "truncated: %s", line);
-		x = js_obj(o, "tls");
-		snprintf(m->sni, sizeof(m->sni), "%s", js_str(x, "sni"));
-		m->version = js_u64(x, "version");
-		alpn = js_obj(x, "alpn");
+		x = loupe_json_obj(o, "tls");
+		snprintf(m->sni, sizeof(m->sni), "%s", loupe_json_str(x, "sni"));
+		m->version = loupe_json_u64(x, "version");
+		alpn = loupe_json_obj(x, "alpn");
 		for (size_t i = 0; alpn && i < json_object_array_length(alpn); i++) {
 			size_t len = strlen(m->alpn);
 
 			snprintf(m->alpn + len, sizeof(m->alpn) - len, "%s%s", i ? "|" : "",
 				 json_object_get_string(json_object_array_get_idx(alpn, i)));
 		}
-		x = js_obj(o, "dns");
-		snprintf(m->qname, sizeof(m->qname), "%s", js_str(x, "qname"));
-		m->qtype = js_u64(x, "qtype");
-		m->dns_tcp = js_bool(x, "tcp");
+		x = loupe_json_obj(o, "dns");
+		snprintf(m->qname, sizeof(m->qname), "%s", loupe_json_str(x, "qname"));
+		m->qtype = loupe_json_u64(x, "qtype");
+		m->dns_tcp = loupe_json_bool(x, "tcp");
 	}
 }
 
@@ -1567,9 +1404,9 @@ static void agent_view_load(const char *path, struct agent_view *a)
 			continue;
 		}
 		/* seq counts the agent's events from 1, one more each line: none went missing */
-		if (js_u64(o, "seq") != a->lines && !a->bad[0])
+		if (loupe_json_u64(o, "seq") != a->lines && !a->bad[0])
 			snprintf(a->bad, sizeof(a->bad), "line %zu has seq %llu: %.400s", a->lines,
-				 (unsigned long long)js_u64(o, "seq"), line);
+				 (unsigned long long)loupe_json_u64(o, "seq"), line);
 		agent_event(o, line, a);
 		json_object_put(o);
 	}
@@ -1807,7 +1644,7 @@ static void expect_sent(const struct msgs *rows)
 		const struct sent *s = &sent[i];
 		size_t n = 0;
 
-		parse_addr(s->dst, dst);
+		loupe_tsv_addr(s->dst, dst);
 		for (size_t j = 0; j < rows->n; j++) {
 			const struct msg *w = &rows->v[j];
 
@@ -1870,7 +1707,7 @@ Test(agent_traffic, events_equal_tshark)
 	struct flows convs = { 0 };
 	struct capture_stats cs = { 0 };
 	struct agent_view av;
-	struct tsv ts;
+	struct loupe_tsv ts;
 	size_t l7_fail, flow_fail, compared = 0, ignored = 0, kinds[4] = { 0 }, tcp = 0, udp = 0,
 				   icmp6 = 0;
 	uint64_t pkts = 0, bytes = 0;
@@ -1900,7 +1737,7 @@ Test(agent_traffic, events_equal_tshark)
 	/* L7: tshark's reading of the capture against the agent's events */
 	tshark(pcap, "tshark-l7", l7_filter, false, l7_fields, &ts);
 	l7_rows(&ts, &rows);
-	tsv_free(&ts);
+	loupe_tsv_free(&ts);
 	expect_sent(&rows);
 	for (size_t i = 0; i < rows.n; i++)
 		kinds[rows.v[i].kind]++;
@@ -1914,7 +1751,7 @@ Test(agent_traffic, events_equal_tshark)
 	/* flows: the capture's frames summed per conversation against FLOW_END */
 	tshark(pcap, "tshark-frames", NULL, true, frame_fields, &ts);
 	conversations(&ts, &client, &convs, &cs);
-	tsv_free(&ts);
+	loupe_tsv_free(&ts);
 	flow_fail = compare_flows(&convs, &av.ends, &compared, &ignored);
 	for (size_t i = 0; i < convs.n; i++) {
 		struct flow *c = &convs.v[i];

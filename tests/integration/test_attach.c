@@ -34,6 +34,7 @@
 
 #include "attach.h"
 #include "datapath.h"
+#include "tcview.h"
 
 #define AGENTS	  2
 #define ECHO_PORT 47000
@@ -58,15 +59,6 @@ struct link {
 	char host[IF_NAMESIZE]; /* in the test's host namespace */
 	char pod[IF_NAMESIZE];	/* its peer, in the pod namespace */
 	int ifindex;
-};
-
-/* What `tc -j filter show` says about one hook. */
-struct hook_view {
-	int loupe;   /* filters with loupe's kind and handle */
-	int foreign; /* every other filter */
-	int pref;    /* loupe's filter: its priority, direct-action flag, program */
-	bool da;
-	uint32_t prog_id;
 };
 
 static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -234,93 +226,19 @@ static struct link make_link(char tag, bool addr)
 	return l;
 }
 
-static struct json_object *tc_json(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static struct json_object *tc_json(const char *fmt, ...)
-{
-	char cmd[256], buf[65536];
-	struct json_object *j;
-	size_t n = 0, r;
-	va_list ap;
-	FILE *f;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	f = popen(cmd, "r");
-	cr_assert_not_null(f, "%s: %s", cmd, strerror(errno));
-	while (n < sizeof(buf) - 1 && (r = fread(buf + n, 1, sizeof(buf) - 1 - n, f)) > 0)
-		n += r;
-	buf[n] = 0;
-	cr_assert_eq(pclose(f), 0, "%s failed", cmd);
-	j = json_tokener_parse(buf);
-	cr_assert(j && json_object_is_type(j, json_type_array), "%s: not a JSON array: %s", cmd,
-		  buf);
-	return j;
-}
-
-static const char *hook_name(int hook)
-{
-	return hook == 0 ? "ingress" : "egress";
-}
-
-static struct hook_view view_hook(const char *dev, int hook)
-{
-	struct json_object *j = tc_json("tc -j filter show dev %s %s", dev, hook_name(hook));
-	struct hook_view v = { 0 };
-
-	for (size_t i = 0; i < json_object_array_length(j); i++) {
-		struct json_object *f = json_object_array_get_idx(j, i), *o, *x, *prog;
-		const char *kind = "", *handle = "";
-
-		/* an entry without options heads a block of filters of one kind and priority */
-		if (!json_object_object_get_ex(f, "options", &o))
-			continue;
-		if (json_object_object_get_ex(f, "kind", &x))
-			kind = json_object_get_string(x);
-		if (json_object_object_get_ex(o, "handle", &x))
-			handle = json_object_get_string(x);
-		if (strcmp(kind, "bpf") || strtoul(handle, NULL, 0) != LOUPE_TC_HANDLE) {
-			v.foreign++;
-			continue;
-		}
-		v.loupe++;
-		if (json_object_object_get_ex(f, "pref", &x))
-			v.pref = json_object_get_int(x);
-		v.da = json_object_object_get_ex(o, "direct-action", &x) &&
-		       json_object_get_boolean(x);
-		if (json_object_object_get_ex(o, "prog", &prog) &&
-		    json_object_object_get_ex(prog, "id", &x))
-			v.prog_id = json_object_get_int64(x);
-	}
-	json_object_put(j);
-	return v;
-}
-
-static bool has_clsact(const char *dev)
-{
-	struct json_object *j = tc_json("tc -j qdisc show dev %s", dev), *x;
-	bool found = false;
-
-	for (size_t i = 0; i < json_object_array_length(j); i++)
-		if (json_object_object_get_ex(json_object_array_get_idx(j, i), "kind", &x) &&
-		    !strcmp(json_object_get_string(x), "clsact"))
-			found = true;
-	json_object_put(j);
-	return found;
-}
-
 /* Exactly one loupe filter on each hook of @l, at @pref, direct-action, running @ids[hook]. */
 static void expect_filters_run(const struct link *l, int pref, const uint32_t ids[2])
 {
 	for (int hook = 0; hook < 2; hook++) {
-		struct hook_view v = view_hook(l->host, hook);
+		struct loupe_tcview_hook v = loupe_tcview_hook(l->host, hook, LOUPE_TC_HANDLE);
 
-		cr_expect_eq(v.loupe, 1, "%s %s: %d loupe filters", l->host, hook_name(hook),
-			     v.loupe);
-		cr_expect_eq(v.pref, pref, "%s %s: pref %d", l->host, hook_name(hook), v.pref);
-		cr_expect(v.da, "%s %s: not direct-action", l->host, hook_name(hook));
+		cr_expect_eq(v.loupe, 1, "%s %s: %d loupe filters", l->host,
+			     loupe_tcview_hook_name(hook), v.loupe);
+		cr_expect_eq(v.pref, pref, "%s %s: pref %d", l->host, loupe_tcview_hook_name(hook),
+			     v.pref);
+		cr_expect(v.da, "%s %s: not direct-action", l->host, loupe_tcview_hook_name(hook));
 		cr_expect_eq(v.prog_id, ids[hook], "%s %s: program %u, expected %u", l->host,
-			     hook_name(hook), v.prog_id, ids[hook]);
+			     loupe_tcview_hook_name(hook), v.prog_id, ids[hook]);
 	}
 }
 
@@ -335,8 +253,8 @@ static void expect_loupe_filters(const struct link *l, int pref, int agent)
 static void expect_no_loupe_filter(const char *dev)
 {
 	for (int hook = 0; hook < 2; hook++)
-		cr_expect_eq(view_hook(dev, hook).loupe, 0, "%s %s: a loupe filter is left", dev,
-			     hook_name(hook));
+		cr_expect_eq(loupe_tcview_hook(dev, hook, LOUPE_TC_HANDLE).loupe, 0,
+			     "%s %s: a loupe filter is left", dev, loupe_tcview_hook_name(hook));
 }
 
 /* The foreign filter of case (c): matchall as a user would add it; u32 where the kernel lacks it */
@@ -429,16 +347,17 @@ Test(attach, creates_clsact_and_one_direct_action_filter_per_hook)
 	struct bpf_tc_hook h = { .sz = sizeof(h), .ifindex = l.ifindex };
 
 	agent_start(0, 0);
-	cr_assert_not(has_clsact(l.host));
+	cr_assert_not(loupe_tcview_has_clsact(l.host));
 	cr_assert_eq(loupe_attach_link(t.at[0], l.ifindex, l.host), 0);
-	cr_expect(has_clsact(l.host), "no clsact on %s", l.host);
+	cr_expect(loupe_tcview_has_clsact(l.host), "no clsact on %s", l.host);
 	expect_loupe_filters(&l, 1, 0);
 	cr_expect_eq(loupe_attach_count(t.at[0]), 1);
 	for (int hook = 0; hook < 2; hook++) {
 		LIBBPF_OPTS(bpf_tc_opts, q, .handle = LOUPE_TC_HANDLE, .priority = 1);
 
 		h.attach_point = hook == 0 ? BPF_TC_INGRESS : BPF_TC_EGRESS;
-		cr_assert_eq(bpf_tc_query(&h, &q), 0, "bpf_tc_query %s", hook_name(hook));
+		cr_assert_eq(bpf_tc_query(&h, &q), 0, "bpf_tc_query %s",
+			     loupe_tcview_hook_name(hook));
 		cr_expect_eq(q.prog_id, agent_prog_id(0, hook));
 	}
 }
@@ -532,19 +451,20 @@ Test(attach, attach_again_and_restart_replace_the_program_in_place)
 Test(attach, a_foreign_clsact_and_filter_are_left_alone)
 {
 	struct link l = make_link('a', false);
-	struct hook_view v;
+	struct loupe_tcview_hook v;
 
 	add_foreign_filter(l.host);
 	agent_start(0, 0);
 	cr_assert_eq(loupe_attach_link(t.at[0], l.ifindex, l.host), 0);
 	expect_loupe_filters(&l, 1, 0);
-	v = view_hook(l.host, 0);
+	v = loupe_tcview_hook(l.host, 0, LOUPE_TC_HANDLE);
 	cr_expect_gt(v.foreign, 0, "the foreign filter is gone after attach");
 
 	cr_assert_eq(loupe_detach_link(t.at[0], l.ifindex), 0);
 	expect_no_loupe_filter(l.host);
-	cr_expect(has_clsact(l.host), "loupe removed a clsact it did not create");
-	cr_expect_gt(view_hook(l.host, 0).foreign, 0, "the foreign filter is gone after detach");
+	cr_expect(loupe_tcview_has_clsact(l.host), "loupe removed a clsact it did not create");
+	cr_expect_gt(loupe_tcview_hook(l.host, 0, LOUPE_TC_HANDLE).foreign, 0,
+		     "the foreign filter is gone after detach");
 	cr_expect_eq(loupe_attach_count(t.at[0]), 0);
 }
 
@@ -557,7 +477,8 @@ Test(attach, detach_removes_the_clsact_loupe_created)
 	cr_assert_eq(loupe_attach_link(t.at[0], a.ifindex, a.host), 0);
 	cr_assert_eq(loupe_attach_link(t.at[0], b.ifindex, b.host), 0);
 	cr_assert_eq(loupe_detach_link(t.at[0], a.ifindex), 0);
-	cr_expect_not(has_clsact(a.host), "the clsact loupe created is still on %s", a.host);
+	cr_expect_not(loupe_tcview_has_clsact(a.host), "the clsact loupe created is still on %s",
+		      a.host);
 	cr_expect_eq(loupe_attach_count(t.at[0]), 1);
 	cr_assert_eq(loupe_detach_link(t.at[0], a.ifindex), 0, "a second detach");
 
@@ -566,7 +487,8 @@ Test(attach, detach_removes_the_clsact_loupe_created)
 	cr_assert_eq(loupe_attach_reattach_all(t.at[1]), 1);
 	expect_loupe_filters(&b, 1, 1);
 	cr_assert_eq(loupe_detach_link(t.at[1], b.ifindex), 0);
-	cr_expect_not(has_clsact(b.host), "after a restart: the clsact is still on %s", b.host);
+	cr_expect_not(loupe_tcview_has_clsact(b.host), "after a restart: the clsact is still on %s",
+		      b.host);
 	cr_expect_eq(loupe_attach_count(t.at[1]), 0);
 }
 
@@ -580,8 +502,8 @@ Test(attach, a_clsact_loupe_created_stays_while_others_use_it)
 	cr_assert_eq(run("tc filter add dev %s egress prio 7 u32 match u32 0 0", l.host), 0);
 	cr_assert_eq(loupe_detach_link(t.at[0], l.ifindex), 0);
 	expect_no_loupe_filter(l.host);
-	cr_expect(has_clsact(l.host), "the clsact went with another filter on it");
-	cr_expect_gt(view_hook(l.host, 1).foreign, 0);
+	cr_expect(loupe_tcview_has_clsact(l.host), "the clsact went with another filter on it");
+	cr_expect_gt(loupe_tcview_hook(l.host, 1, LOUPE_TC_HANDLE).foreign, 0);
 }
 
 static bool counters_grew(void *arg)
@@ -672,11 +594,14 @@ Test(attach, uninstall_leaves_no_filter_no_loupe_qdisc_no_pin)
 	expect_no_loupe_filter(b.host);
 	expect_no_loupe_filter(f.host);
 	expect_no_loupe_filter(s.host);
-	cr_expect_not(has_clsact(a.host), "the clsact loupe created is still on %s", a.host);
-	cr_expect_not(has_clsact(b.host), "the clsact loupe created is still on %s", b.host);
-	cr_expect(has_clsact(f.host), "the foreign clsact on %s is gone", f.host);
-	cr_expect_gt(view_hook(f.host, 0).foreign, 0, "the foreign filter on %s is gone", f.host);
-	cr_expect(has_clsact(s.host), "the foreign clsact on %s is gone", s.host);
+	cr_expect_not(loupe_tcview_has_clsact(a.host), "the clsact loupe created is still on %s",
+		      a.host);
+	cr_expect_not(loupe_tcview_has_clsact(b.host), "the clsact loupe created is still on %s",
+		      b.host);
+	cr_expect(loupe_tcview_has_clsact(f.host), "the foreign clsact on %s is gone", f.host);
+	cr_expect_gt(loupe_tcview_hook(f.host, 0, LOUPE_TC_HANDLE).foreign, 0,
+		     "the foreign filter on %s is gone", f.host);
+	cr_expect(loupe_tcview_has_clsact(s.host), "the foreign clsact on %s is gone", s.host);
 	cr_expect(no_pins_left(), "pins are left in %s", t.bpffs);
 	cr_expect_eq(loupe_attach_uninstall(t.pin_dir, 0), 0, "a second uninstall");
 }
@@ -700,7 +625,8 @@ Test(attach, uninstall_of_another_pin_dir_leaves_this_agent_alone)
 	snprintf(other, sizeof(other), "%s/other", t.bpffs);
 	cr_expect_eq(loupe_attach_uninstall(other, 0), 0, "uninstall of an empty directory");
 	expect_filters_run(&a, 1, ids);
-	cr_expect(has_clsact(a.host), "the clsact on %s went with another directory", a.host);
+	cr_expect(loupe_tcview_has_clsact(a.host), "the clsact on %s went with another directory",
+		  a.host);
 	agent_stop(0);
 }
 
@@ -740,7 +666,7 @@ Test(attach, a_new_priority_moves_the_filters)
 	expect_loupe_filters(&l, 3, 1);
 	cr_assert_eq(loupe_detach_link(t.at[1], l.ifindex), 0);
 	expect_no_loupe_filter(l.host);
-	cr_expect_not(has_clsact(l.host));
+	cr_expect_not(loupe_tcview_has_clsact(l.host));
 }
 
 Test(attach, a_pinned_links_map_of_another_layout_is_refused)

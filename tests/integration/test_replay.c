@@ -37,7 +37,10 @@
 #include <json-c/json.h>
 #include <pcap/pcap.h>
 
+#include "jsonget.h"
 #include "loupe/datapath.h"
+#include "proc.h"
+#include "tsv.h"
 
 extern char **environ;
 
@@ -61,26 +64,18 @@ static struct known_diff {
 
 /* ------------------------------------------------------------------ temp dir, processes */
 
-static char tmpdir[64];
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
+static char tmpdir[LOUPE_TMPDIR_MAX];
 
 static void tmp_setup(void)
 {
 	/* a closed output pipe (| head) must fail a write, not kill us before .fini cleans up */
 	signal(SIGPIPE, SIG_IGN);
-	strcpy(tmpdir, "/tmp/loupe-test-replay.XXXXXX");
-	cr_assert_not_null(mkdtemp(tmpdir), "mkdtemp: %s", strerror(errno));
+	loupe_tmpdir_create(tmpdir, "/tmp/loupe-test-replay.XXXXXX");
 }
 
 static void tmp_teardown(void)
 {
-	if (tmpdir[0])
-		nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	tmpdir[0] = '\0';
+	loupe_tmpdir_remove(tmpdir);
 }
 
 /* cr_skip_test() does not run .fini: clean up first */
@@ -92,71 +87,10 @@ static void tmp_teardown(void)
 
 static char *tmp_path(const char *name)
 {
-	char *p;
-
-	cr_assert(asprintf(&p, "%s/%s", tmpdir, name) > 0);
-	return p;
+	return loupe_tmpdir_path(tmpdir, "%s", name);
 }
 
-static char *read_all(const char *path, size_t *ret_len)
-{
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f;
-
-	f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	if (getdelim(&buf, &len, '\0', f) < 0) {
-		free(buf);
-		buf = strdup("");
-	}
-	if (ret_len)
-		*ret_len = strlen(buf);
-	fclose(f);
-	return buf;
-}
-
-struct run {
-	int status; /* exit code, or 128 + signal */
-	char *out;
-	char *err;
-};
-
-static void run_free(struct run *r)
-{
-	free(r->out);
-	free(r->err);
-	memset(r, 0, sizeof(*r));
-}
-
-/* Runs argv[0] with stdin from /dev/null, stdout and stderr to files; NULL-terminated argv. */
-static struct run run_argv(char *const argv[])
-{
-	char *out_path = tmp_path("stdout"), *err_path = tmp_path("stderr");
-	posix_spawn_file_actions_t fa;
-	struct run r = { 0 };
-	int status, err;
-	pid_t pid;
-
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	posix_spawn_file_actions_addopen(&fa, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	err = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	cr_assert_eq(err, 0, "cannot run %s: %s", argv[0], strerror(err));
-	cr_assert_eq(waitpid(pid, &status, 0), pid);
-	r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-	r.out = read_all(out_path, NULL);
-	r.err = read_all(err_path, NULL);
-	cr_assert(r.out && r.err);
-	free(out_path);
-	free(err_path);
-	return r;
-}
-
-#define RUN(...) run_argv((char *const[]){ __VA_ARGS__, NULL })
+#define RUN(...) loupe_proc_run(tmpdir, (char *const[]){ __VA_ARGS__, NULL })
 
 static bool have_root(void)
 {
@@ -169,38 +103,6 @@ static bool file_exists(const char *path)
 }
 
 /* ------------------------------------------------------------------ strings */
-
-/* Number of '|'-separated parts of a tsv field; 0 for an empty field. */
-static int parts_count(const char *s)
-{
-	int n = 1;
-
-	if (!*s)
-		return 0;
-	for (; *s; s++)
-		n += *s == '|';
-	return n;
-}
-
-/* Copies part @n (0-based) of a '|'-separated field into @out; "" when there is none. */
-static void part(const char *s, int n, char *out, size_t size)
-{
-	const char *end;
-
-	out[0] = '\0';
-	if (!*s)
-		return;
-	while (n-- > 0) {
-		s = strchr(s, '|');
-		if (!s)
-			return;
-		s++;
-	}
-	end = strchr(s, '|');
-	if (!end)
-		end = s + strlen(s);
-	snprintf(out, size, "%.*s", (int)(end - s), s);
-}
 
 static bool starts_with(const char *s, const char *prefix)
 {
@@ -289,20 +191,6 @@ static const char *kind_label(int kind)
 	default:
 		return "?";
 	}
-}
-
-static bool parse_addr(const char *s, uint8_t out[16])
-{
-	struct in_addr a4;
-
-	if (inet_pton(AF_INET6, s, out) == 1)
-		return true;
-	if (inet_pton(AF_INET, s, &a4) != 1)
-		return false;
-	memset(out, 0, 10);
-	out[10] = out[11] = 0xff;
-	memcpy(out + 12, &a4, 4);
-	return true;
 }
 
 /* Bit DF_x set for each field that differs between an expectation and an event. */
@@ -461,86 +349,21 @@ static void msg_describe(const struct msg *m, char *buf, size_t size)
 
 /* ------------------------------------------------------------------ tshark's tsv */
 
-struct tsv {
-	char *text;
-	char **cols; /* header names */
-	int ncols;
-	char ***rows; /* rows[i][col] */
-	int nrows;
-};
-
-static int split_tabs(char *line, char ***ret)
+static bool tsv_load(const char *path, struct loupe_tsv *t)
 {
-	char **v = NULL;
-	int n = 0;
-	char *p = line, *tab;
-
-	for (;;) {
-		v = realloc(v, (n + 1) * sizeof(*v));
-		tab = strchr(p, '\t');
-		v[n++] = p;
-		if (!tab)
-			break;
-		*tab = '\0';
-		p = tab + 1;
-	}
-	*ret = v;
-	return n;
+	if (loupe_tsv_parse(loupe_proc_read_all(path, NULL), t))
+		return true;
+	loupe_tsv_free(t);
+	return false;
 }
 
-static bool tsv_load(const char *path, struct tsv *t)
+static const char *tsv_get(const struct loupe_tsv *t, int row, const char *col)
 {
-	char *line, *next;
-	char **fields;
-	int n;
+	const char *v = loupe_tsv_field(t, row, col);
 
-	memset(t, 0, sizeof(*t));
-	t->text = read_all(path, NULL);
-	if (!t->text)
-		return false;
-	for (line = t->text; line && *line; line = next) {
-		next = strchr(line, '\n');
-		if (next)
-			*next++ = '\0';
-		n = split_tabs(line, &fields);
-		if (!t->cols) {
-			t->cols = fields;
-			t->ncols = n;
-			continue;
-		}
-		/* tshark leaves trailing empty fields out of nothing: pad to the header */
-		if (n < t->ncols) {
-			fields = realloc(fields, t->ncols * sizeof(*fields));
-			while (n < t->ncols)
-				fields[n++] = "";
-		}
-		t->rows = realloc(t->rows, (t->nrows + 1) * sizeof(*t->rows));
-		t->rows[t->nrows++] = fields;
-	}
-	return t->cols != NULL;
-}
-
-static void tsv_free(struct tsv *t)
-{
-	int i;
-
-	for (i = 0; i < t->nrows; i++)
-		free(t->rows[i]);
-	free(t->rows);
-	free(t->cols);
-	free(t->text);
-	memset(t, 0, sizeof(*t));
-}
-
-static const char *tsv_get(const struct tsv *t, int row, const char *col)
-{
-	int i;
-
-	for (i = 0; i < t->ncols; i++)
-		if (strcmp(t->cols[i], col) == 0)
-			return t->rows[row][i];
-	cr_assert_fail("tsv has no column %s", col);
-	return "";
+	if (!v)
+		cr_assert_fail("tsv has no column %s", col);
+	return v ? v : "";
 }
 
 static bool is_grease(unsigned int v)
@@ -549,48 +372,50 @@ static bool is_grease(unsigned int v)
 }
 
 /* The common part of a row: addresses, ports, VLAN tags. */
-static void want_common(const struct tsv *t, int r, struct msg *w)
+static void want_common(const struct loupe_tsv *t, int r, struct msg *w)
 {
 	const char *ad = tsv_get(t, r, "ieee8021ad.id"), *q = tsv_get(t, r, "vlan.id");
 	char buf[64];
 	int qi = 0;
 
 	w->frame = strtoul(tsv_get(t, r, "frame.number"), NULL, 10);
-	part(tsv_get(t, r, "ip.src"), 0, w->src_s, sizeof(w->src_s));
+	loupe_tsv_part(tsv_get(t, r, "ip.src"), 0, w->src_s, sizeof(w->src_s));
 	if (!w->src_s[0])
-		part(tsv_get(t, r, "ipv6.src"), 0, w->src_s, sizeof(w->src_s));
-	part(tsv_get(t, r, "ip.dst"), 0, w->dst_s, sizeof(w->dst_s));
+		loupe_tsv_part(tsv_get(t, r, "ipv6.src"), 0, w->src_s, sizeof(w->src_s));
+	loupe_tsv_part(tsv_get(t, r, "ip.dst"), 0, w->dst_s, sizeof(w->dst_s));
 	if (!w->dst_s[0])
-		part(tsv_get(t, r, "ipv6.dst"), 0, w->dst_s, sizeof(w->dst_s));
-	cr_expect(parse_addr(w->src_s, w->src), "frame %u: bad source '%s'", w->frame, w->src_s);
-	cr_expect(parse_addr(w->dst_s, w->dst), "frame %u: bad destination '%s'", w->frame,
+		loupe_tsv_part(tsv_get(t, r, "ipv6.dst"), 0, w->dst_s, sizeof(w->dst_s));
+	cr_expect(loupe_tsv_addr(w->src_s, w->src), "frame %u: bad source '%s'", w->frame,
+		  w->src_s);
+	cr_expect(loupe_tsv_addr(w->dst_s, w->dst), "frame %u: bad destination '%s'", w->frame,
 		  w->dst_s);
 
-	part(tsv_get(t, r, "tcp.srcport"), 0, buf, sizeof(buf));
+	loupe_tsv_part(tsv_get(t, r, "tcp.srcport"), 0, buf, sizeof(buf));
 	w->dns_tcp = buf[0] != '\0';
 	if (!buf[0])
-		part(tsv_get(t, r, "udp.srcport"), 0, buf, sizeof(buf));
+		loupe_tsv_part(tsv_get(t, r, "udp.srcport"), 0, buf, sizeof(buf));
 	w->sport = strtoul(buf, NULL, 10);
-	part(tsv_get(t, r, w->dns_tcp ? "tcp.dstport" : "udp.dstport"), 0, buf, sizeof(buf));
+	loupe_tsv_part(tsv_get(t, r, w->dns_tcp ? "tcp.dstport" : "udp.dstport"), 0, buf,
+		       sizeof(buf));
 	w->dport = strtoul(buf, NULL, 10);
 
 	/* outermost tag first: an 802.1ad S-tag, else the first 802.1Q tag */
 	if (*ad) {
 		w->has_vlan = true;
-		part(ad, 0, buf, sizeof(buf));
+		loupe_tsv_part(ad, 0, buf, sizeof(buf));
 		w->vlan = strtoul(buf, NULL, 10);
 	} else if (*q) {
 		w->has_vlan = true;
-		part(q, qi++, buf, sizeof(buf));
+		loupe_tsv_part(q, qi++, buf, sizeof(buf));
 		w->vlan = strtoul(buf, NULL, 10);
 	}
-	if (parts_count(ad) > 1) {
+	if (loupe_tsv_parts(ad) > 1) {
 		w->has_inner_vlan = true;
-		part(ad, 1, buf, sizeof(buf));
+		loupe_tsv_part(ad, 1, buf, sizeof(buf));
 		w->inner_vlan = strtoul(buf, NULL, 10);
-	} else if (w->has_vlan && parts_count(q) > qi) {
+	} else if (w->has_vlan && loupe_tsv_parts(q) > qi) {
 		w->has_inner_vlan = true;
-		part(q, qi, buf, sizeof(buf));
+		loupe_tsv_part(q, qi, buf, sizeof(buf));
 		w->inner_vlan = strtoul(buf, NULL, 10);
 	}
 }
@@ -600,7 +425,7 @@ static void want_common(const struct tsv *t, int r, struct msg *w)
  * tshark's DNS placeholders (<Root>, <Name contains a pointer that loops>) and a query whose
  * name tshark could not read at all (malformed) map to name_invalid / the empty name.
  */
-static void tsv_wants(const struct tsv *t, const char *capture, struct msgs *wants)
+static void tsv_wants(const struct loupe_tsv *t, const char *capture, struct msgs *wants)
 {
 	char buf[2048];
 	int r, i, n;
@@ -616,24 +441,25 @@ static void tsv_wants(const struct tsv *t, const char *capture, struct msgs *wan
 			const char *uri = tsv_get(t, r, "http.request.uri");
 			const char *host = tsv_get(t, r, "http.host");
 
-			n = parts_count(method);
-			cr_expect(parts_count(uri) == n,
+			n = loupe_tsv_parts(method);
+			cr_expect(loupe_tsv_parts(uri) == n,
 				  "%s frame %u: %d methods but %d URIs: cannot pair them", capture,
-				  common.frame, n, parts_count(uri));
-			cr_expect(parts_count(host) == n || parts_count(host) == 0 || n == 1,
+				  common.frame, n, loupe_tsv_parts(uri));
+			cr_expect(loupe_tsv_parts(host) == n || loupe_tsv_parts(host) == 0 ||
+					  n == 1,
 				  "%s frame %u: %d requests but %d hosts: cannot pair them",
-				  capture, common.frame, n, parts_count(host));
+				  capture, common.frame, n, loupe_tsv_parts(host));
 			for (i = 0; i < n; i++) {
 				w = msgs_add(wants);
 				*w = common;
 				w->kind = LOUPE_EV_HTTP_REQUEST;
-				part(method, i, w->method, sizeof(w->method));
+				loupe_tsv_part(method, i, w->method, sizeof(w->method));
 				if (n == 1) {
 					snprintf(w->path, sizeof(w->path), "%s", uri);
 					snprintf(w->host, sizeof(w->host), "%s", host);
 				} else {
-					part(uri, i, w->path, sizeof(w->path));
-					part(host, i, w->host, sizeof(w->host));
+					loupe_tsv_part(uri, i, w->path, sizeof(w->path));
+					loupe_tsv_part(host, i, w->host, sizeof(w->host));
 				}
 			}
 		} else if (*sni || *legacy) {
@@ -641,23 +467,23 @@ static void tsv_wants(const struct tsv *t, const char *capture, struct msgs *wan
 				tsv_get(t, r, "tls.handshake.extensions.supported_version");
 			unsigned int v, max = 0;
 
-			cr_expect(parts_count(legacy) <= 1,
+			cr_expect(loupe_tsv_parts(legacy) <= 1,
 				  "%s frame %u: %d ClientHellos in one frame: cannot pair them",
-				  capture, common.frame, parts_count(legacy));
+				  capture, common.frame, loupe_tsv_parts(legacy));
 			w = msgs_add(wants);
 			*w = common;
 			w->kind = LOUPE_EV_TLS_CLIENT_HELLO;
 			snprintf(w->sni, sizeof(w->sni), "%s", sni);
 			snprintf(w->alpn, sizeof(w->alpn), "%s",
 				 tsv_get(t, r, "tls.handshake.extensions_alpn_str"));
-			for (i = 0; i < parts_count(sv); i++) {
-				part(sv, i, buf, sizeof(buf));
+			for (i = 0; i < loupe_tsv_parts(sv); i++) {
+				loupe_tsv_part(sv, i, buf, sizeof(buf));
 				v = strtoul(buf, NULL, 16);
 				if (!is_grease(v) && v > max)
 					max = v;
 			}
 			if (!max) {
-				part(legacy, 0, buf, sizeof(buf));
+				loupe_tsv_part(legacy, 0, buf, sizeof(buf));
 				max = strtoul(buf, NULL, 16);
 			}
 			w->version = max;
@@ -669,8 +495,8 @@ static void tsv_wants(const struct tsv *t, const char *capture, struct msgs *wan
 			*w = common;
 			w->kind = LOUPE_EV_DNS_QUERY;
 			/* several questions: the datapath reports the first */
-			part(qname, 0, w->qname, sizeof(w->qname));
-			part(qtype, 0, buf, sizeof(buf));
+			loupe_tsv_part(qname, 0, w->qname, sizeof(w->qname));
+			loupe_tsv_part(qtype, 0, buf, sizeof(buf));
 			w->qtype = strtoul(buf, NULL, 10);
 			if (strcmp(w->qname, "<Root>") == 0) {
 				w->qname[0] = '\0';
@@ -684,64 +510,6 @@ static void tsv_wants(const struct tsv *t, const char *capture, struct msgs *wan
 }
 
 /* ------------------------------------------------------------------ loupectl's events */
-
-static bool parse_time(const char *s, uint64_t *ret_ns)
-{
-	struct tm tm = { 0 };
-	uint64_t frac = 0;
-	const char *p;
-	int digits = 0;
-
-	p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-	if (!p)
-		return false;
-	if (*p == '.')
-		for (p++; *p >= '0' && *p <= '9'; p++, digits++)
-			frac = frac * 10 + (uint64_t)(*p - '0');
-	if (*p != 'Z' || digits > 9)
-		return false;
-	while (digits++ < 9)
-		frac *= 10;
-	*ret_ns = (uint64_t)timegm(&tm) * 1000000000ull + frac;
-	return true;
-}
-
-static const char *js_str(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	if (!o || !json_object_object_get_ex(o, key, &v))
-		return "";
-	return json_object_get_string(v);
-}
-
-/* proto3 JSON leaves out zero values: an absent number is 0, an absent bool false */
-static uint64_t js_u64(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	if (!o || !json_object_object_get_ex(o, key, &v))
-		return 0;
-	if (json_object_is_type(v, json_type_string))
-		return strtoull(json_object_get_string(v), NULL, 10);
-	return (uint64_t)json_object_get_int64(v);
-}
-
-static bool js_bool(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	return o && json_object_object_get_ex(o, key, &v) && json_object_get_boolean(v);
-}
-
-static struct json_object *js_obj(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	if (!o || !json_object_object_get_ex(o, key, &v))
-		return NULL;
-	return v;
-}
 
 struct frames {
 	uint64_t *ts;
@@ -803,10 +571,11 @@ static size_t parse_events(const char *name, const char *out, const struct frame
 		o = json_tokener_parse(copy);
 		cr_assert(o && json_object_is_type(o, json_type_object),
 			  "%s: output line %zu is not a JSON object: %s", name, lines, copy);
-		kind = js_str(o, "kind");
+		kind = loupe_json_str(o, "kind");
 		cr_assert(*kind, "%s: output line %zu has no kind: %s", name, lines, copy);
-		cr_assert_eq(js_u64(o, "seq"), lines, "%s: output line %zu has seq %llu: %s", name,
-			     lines, (unsigned long long)js_u64(o, "seq"), copy);
+		cr_assert_eq(loupe_json_u64(o, "seq"), lines,
+			     "%s: output line %zu has seq %llu: %s", name, lines,
+			     (unsigned long long)loupe_json_u64(o, "seq"), copy);
 		free(copy);
 
 		e = NULL;
@@ -825,31 +594,31 @@ static size_t parse_events(const char *name, const char *out, const struct frame
 			continue;
 		}
 		e->seq = lines;
-		cr_expect(parse_time(js_str(o, "time"), &e->time_ns), "%s: seq %zu: bad time '%s'",
-			  name, lines, js_str(o, "time"));
+		cr_expect(loupe_json_time(loupe_json_str(o, "time"), &e->time_ns),
+			  "%s: seq %zu: bad time '%s'", name, lines, loupe_json_str(o, "time"));
 		e->frame = frames_find(fr, e->time_ns);
-		snprintf(e->src_s, sizeof(e->src_s), "%s", js_str(o, "srcIp"));
-		snprintf(e->dst_s, sizeof(e->dst_s), "%s", js_str(o, "dstIp"));
-		cr_expect(parse_addr(e->src_s, e->src), "%s: seq %zu: bad srcIp", name, lines);
-		cr_expect(parse_addr(e->dst_s, e->dst), "%s: seq %zu: bad dstIp", name, lines);
-		e->sport = js_u64(o, "srcPort");
-		e->dport = js_u64(o, "dstPort");
-		e->has_vlan = js_bool(o, "hasVlan");
-		e->vlan = js_u64(o, "vlanId");
-		e->has_inner_vlan = js_bool(o, "hasInnerVlan");
-		e->inner_vlan = js_u64(o, "innerVlanId");
+		snprintf(e->src_s, sizeof(e->src_s), "%s", loupe_json_str(o, "srcIp"));
+		snprintf(e->dst_s, sizeof(e->dst_s), "%s", loupe_json_str(o, "dstIp"));
+		cr_expect(loupe_tsv_addr(e->src_s, e->src), "%s: seq %zu: bad srcIp", name, lines);
+		cr_expect(loupe_tsv_addr(e->dst_s, e->dst), "%s: seq %zu: bad dstIp", name, lines);
+		e->sport = loupe_json_u64(o, "srcPort");
+		e->dport = loupe_json_u64(o, "dstPort");
+		e->has_vlan = loupe_json_bool(o, "hasVlan");
+		e->vlan = loupe_json_u64(o, "vlanId");
+		e->has_inner_vlan = loupe_json_bool(o, "hasInnerVlan");
+		e->inner_vlan = loupe_json_u64(o, "innerVlanId");
 
-		http = js_obj(o, "http");
-		snprintf(e->method, sizeof(e->method), "%s", js_str(http, "method"));
-		snprintf(e->path, sizeof(e->path), "%s", js_str(http, "path"));
-		snprintf(e->host, sizeof(e->host), "%s", js_str(http, "host"));
-		e->path_truncated = js_bool(http, "pathTruncated");
-		e->host_truncated = js_bool(http, "hostTruncated");
+		http = loupe_json_obj(o, "http");
+		snprintf(e->method, sizeof(e->method), "%s", loupe_json_str(http, "method"));
+		snprintf(e->path, sizeof(e->path), "%s", loupe_json_str(http, "path"));
+		snprintf(e->host, sizeof(e->host), "%s", loupe_json_str(http, "host"));
+		e->path_truncated = loupe_json_bool(http, "pathTruncated");
+		e->host_truncated = loupe_json_bool(http, "hostTruncated");
 
-		tls = js_obj(o, "tls");
-		snprintf(e->sni, sizeof(e->sni), "%s", js_str(tls, "sni"));
-		e->version = js_u64(tls, "version");
-		alpn = js_obj(tls, "alpn");
+		tls = loupe_json_obj(o, "tls");
+		snprintf(e->sni, sizeof(e->sni), "%s", loupe_json_str(tls, "sni"));
+		e->version = loupe_json_u64(tls, "version");
+		alpn = loupe_json_obj(tls, "alpn");
 		for (i = 0; alpn && i < json_object_array_length(alpn); i++) {
 			size_t len = strlen(e->alpn);
 
@@ -857,11 +626,11 @@ static size_t parse_events(const char *name, const char *out, const struct frame
 				 json_object_get_string(json_object_array_get_idx(alpn, i)));
 		}
 
-		dns = js_obj(o, "dns");
-		snprintf(e->qname, sizeof(e->qname), "%s", js_str(dns, "qname"));
-		e->qtype = js_u64(dns, "qtype");
-		e->name_invalid = js_bool(dns, "nameInvalid");
-		e->dns_tcp = js_bool(dns, "tcp");
+		dns = loupe_json_obj(o, "dns");
+		snprintf(e->qname, sizeof(e->qname), "%s", loupe_json_str(dns, "qname"));
+		e->qtype = loupe_json_u64(dns, "qtype");
+		e->name_invalid = loupe_json_bool(dns, "nameInvalid");
+		e->dns_tcp = loupe_json_bool(dns, "tcp");
 		json_object_put(o);
 	}
 	return lines;
@@ -1006,8 +775,8 @@ static void compare_capture(const char *label, const char *dir, const char *file
 	struct msgs wants = { 0 }, events = { 0 };
 	struct result res = { 0 };
 	struct frames fr;
-	struct tsv t;
-	struct run r;
+	struct loupe_tsv t;
+	struct loupe_proc_result r;
 	size_t i;
 
 	snprintf(name, sizeof(name), "%.*s", (int)(strlen(file) - 5), file);
@@ -1054,11 +823,11 @@ static void compare_capture(const char *label, const char *dir, const char *file
 		tot->failures++;
 	}
 out:
-	run_free(&r);
+	loupe_proc_result_free(&r);
 	free(wants.v);
 	free(events.v);
 	free(fr.ts);
-	tsv_free(&t);
+	loupe_tsv_free(&t);
 }
 
 /* Compares every pcap of @dir; returns how many there were. */
@@ -1186,20 +955,20 @@ static size_t count_frames(const char *path)
 Test(replay, missing_file)
 {
 	char *path = tmp_path("no-such-capture.pcap");
-	struct run r = RUN(LOUPECTL, "replay", path);
+	struct loupe_proc_result r = RUN(LOUPECTL, "replay", path);
 
 	cr_expect_eq(r.status, 1, "exit %d, stderr: %s", r.status, r.err);
 	cr_expect(strstr(r.err, path), "stderr does not name the file: %s", r.err);
 	cr_expect(strstr(r.err, "No such file"), "stderr does not say why: %s", r.err);
 	cr_expect_str_empty(r.out);
-	run_free(&r);
+	loupe_proc_result_free(&r);
 	free(path);
 }
 
 Test(replay, not_a_capture)
 {
 	char *path = tmp_path("notes.txt");
-	struct run r;
+	struct loupe_proc_result r;
 	FILE *f;
 
 	f = fopen(path, "w");
@@ -1210,30 +979,30 @@ Test(replay, not_a_capture)
 	cr_expect_eq(r.status, 1, "exit %d, stderr: %s", r.status, r.err);
 	cr_expect(strstr(r.err, path), "stderr does not name the file: %s", r.err);
 	cr_expect(strstr(r.err, "not a capture"), "stderr does not say 'not a capture': %s", r.err);
-	run_free(&r);
+	loupe_proc_result_free(&r);
 	free(path);
 }
 
 Test(replay, empty_file)
 {
 	char *path = tmp_path("empty.pcap");
-	struct run r;
+	struct loupe_proc_result r;
 
 	fclose(fopen(path, "w"));
 	r = RUN(LOUPECTL, "replay", path);
 	cr_expect_eq(r.status, 1, "exit %d, stderr: %s", r.status, r.err);
 	cr_expect(strstr(r.err, path) && strstr(r.err, "not a capture"), "stderr: %s", r.err);
-	run_free(&r);
+	loupe_proc_result_free(&r);
 	free(path);
 }
 
 Test(replay, directory)
 {
-	struct run r = RUN(LOUPECTL, "replay", tmpdir);
+	struct loupe_proc_result r = RUN(LOUPECTL, "replay", tmpdir);
 
 	cr_expect_eq(r.status, 1, "exit %d, stderr: %s", r.status, r.err);
 	cr_expect(strstr(r.err, tmpdir) && strstr(r.err, "directory"), "stderr: %s", r.err);
-	run_free(&r);
+	loupe_proc_result_free(&r);
 }
 
 /* A one-packet capture of link type @dlt, written with libpcap. */
@@ -1264,7 +1033,7 @@ static void expect_linktype_error(int dlt, const char *dlt_name)
 	};
 	char name[64];
 	char *path;
-	struct run r;
+	struct loupe_proc_result r;
 
 	memcpy(sll + 16, ip, sizeof(ip));
 	snprintf(name, sizeof(name), "linktype-%s.pcap", dlt_name);
@@ -1278,7 +1047,7 @@ static void expect_linktype_error(int dlt, const char *dlt_name)
 	cr_expect(strstr(r.err, dlt_name), "stderr does not name link type %s: %s", dlt_name,
 		  r.err);
 	cr_expect(strstr(r.err, "not Ethernet"), "stderr: %s", r.err);
-	run_free(&r);
+	loupe_proc_result_free(&r);
 	free(path);
 }
 
@@ -1297,7 +1066,7 @@ Test(replay, truncated_record)
 	char src[1024], want[64];
 	char *path = tmp_path("cut.pcap");
 	size_t frames, lines = 0;
-	struct run r;
+	struct loupe_proc_result r;
 	const char *p;
 
 	own_capture("http-v4.pcap", src, sizeof(src));
@@ -1313,7 +1082,7 @@ Test(replay, truncated_record)
 	for (p = r.out; (p = strchr(p, '\n')); p++)
 		lines++;
 	cr_expect_gt(lines, 0, "the events before the cut record were not printed");
-	run_free(&r);
+	loupe_proc_result_free(&r);
 	free(path);
 }
 
@@ -1327,7 +1096,7 @@ Test(replay, short_frame_skipped)
 	pcap_dumper_t *d;
 	const u_char *data;
 	pcap_t *in, *dead;
-	struct run r;
+	struct loupe_proc_result r;
 
 	own_capture("dns-v4.pcap", src, sizeof(src));
 	if (!have_root())
@@ -1352,91 +1121,91 @@ Test(replay, short_frame_skipped)
 	cr_expect(strstr(r.err, "shorter than 14 bytes") && strstr(r.err, "frame 1"),
 		  "no warning about the skipped frame: %s", r.err);
 	cr_expect(strchr(r.out, '\n'), "no events from the frames after the short one");
-	run_free(&r);
+	loupe_proc_result_free(&r);
 
 	r = RUN(LOUPECTL, "replay", "-o", "text", path);
 	cr_expect_eq(r.status, 0, "exit %d, %s", r.status, r.err);
 	cr_expect(strstr(r.err, "1 skipped (shorter than 14 bytes)"), "summary: %s", r.err);
-	run_free(&r);
+	loupe_proc_result_free(&r);
 	free(path);
 }
 
 Test(replay, command_line)
 {
-	struct run r;
+	struct loupe_proc_result r;
 
 	r = RUN(LOUPECTL, "replay", "--bogus", "x.pcap");
 	cr_expect_eq(r.status, 2, "unknown flag: exit %d", r.status);
 	cr_expect(strstr(r.err, "--bogus"), "stderr: %s", r.err);
-	run_free(&r);
+	loupe_proc_result_free(&r);
 
 	r = RUN(LOUPECTL, "--bogus");
 	cr_expect_eq(r.status, 2, "unknown global flag: exit %d", r.status);
 	cr_expect(strstr(r.err, "--bogus"), "stderr: %s", r.err);
-	run_free(&r);
+	loupe_proc_result_free(&r);
 
 	r = RUN(LOUPECTL, "frobnicate");
 	cr_expect_eq(r.status, 2, "unknown command: exit %d", r.status);
 	cr_expect(strstr(r.err, "frobnicate"), "stderr: %s", r.err);
-	run_free(&r);
+	loupe_proc_result_free(&r);
 
 	r = RUN(LOUPECTL);
 	cr_expect_eq(r.status, 2, "no command: exit %d", r.status);
-	run_free(&r);
+	loupe_proc_result_free(&r);
 
 	r = RUN(LOUPECTL, "replay", "-o", "yaml", "x.pcap");
 	cr_expect_eq(r.status, 2, "bad -o: exit %d", r.status);
 	cr_expect(strstr(r.err, "yaml"), "stderr: %s", r.err);
-	run_free(&r);
+	loupe_proc_result_free(&r);
 
 	r = RUN(LOUPECTL, "replay", "--direction", "sideways", "x.pcap");
 	cr_expect_eq(r.status, 2, "bad --direction: exit %d", r.status);
-	run_free(&r);
+	loupe_proc_result_free(&r);
 
 	r = RUN(LOUPECTL, "replay", "-o");
 	cr_expect_eq(r.status, 2, "-o without a value: exit %d", r.status);
-	run_free(&r);
+	loupe_proc_result_free(&r);
 
 	r = RUN(LOUPECTL, "replay");
 	cr_expect_eq(r.status, 2, "no FILE: exit %d", r.status);
 	cr_expect(strstr(r.err, "FILE"), "stderr: %s", r.err);
-	run_free(&r);
+	loupe_proc_result_free(&r);
 
 	r = RUN(LOUPECTL, "replay", "a.pcap", "b.pcap");
 	cr_expect_eq(r.status, 2, "two FILEs: exit %d", r.status);
-	run_free(&r);
+	loupe_proc_result_free(&r);
 
 	r = RUN(LOUPECTL, "--help");
 	cr_expect_eq(r.status, 0);
 	cr_expect(strstr(r.out, "replay") && strstr(r.out, "version"), "--help: %s", r.out);
-	run_free(&r);
+	loupe_proc_result_free(&r);
 
 	r = RUN(LOUPECTL, "help");
 	cr_expect_eq(r.status, 0);
 	cr_expect(strstr(r.out, "replay"), "help: %s", r.out);
-	run_free(&r);
+	loupe_proc_result_free(&r);
 
 	r = RUN(LOUPECTL, "help", "replay");
 	cr_expect_eq(r.status, 0);
 	cr_expect(strstr(r.out, "--direction"), "help replay: %s", r.out);
-	run_free(&r);
+	loupe_proc_result_free(&r);
 
 	r = RUN(LOUPECTL, "replay", "--help");
 	cr_expect_eq(r.status, 0);
 	cr_expect(strstr(r.out, "--output"), "replay --help: %s", r.out);
-	run_free(&r);
+	loupe_proc_result_free(&r);
 
 	r = RUN(LOUPECTL, "version");
 	cr_expect_eq(r.status, 0);
 	cr_expect(starts_with(r.out, "loupectl "), "version: %s", r.out);
-	run_free(&r);
+	loupe_proc_result_free(&r);
 }
 
 /* -o json: each line an object with kind and seq 1, 2, 3...; -o text: one line per event */
 Test(replay, json_and_text_output)
 {
 	struct msgs events = { 0 };
-	struct run rj, rt;
+	struct loupe_proc_result rj, rt;
 	char src[1024], want[4096];
 	const char *line;
 	struct frames fr;
@@ -1468,12 +1237,12 @@ Test(replay, json_and_text_output)
 			 e->path);
 		cr_expect(strstr(rt.out, want), "text output lacks '%s'", want);
 	}
-	run_free(&rj);
+	loupe_proc_result_free(&rj);
 
 	rj = RUN(LOUPECTL, "replay", "-o", "json", "--stats", src);
 	cr_expect(strstr(rj.err, "events:"), "--stats: %s", rj.err);
-	run_free(&rj);
-	run_free(&rt);
+	loupe_proc_result_free(&rj);
+	loupe_proc_result_free(&rt);
 	free(events.v);
 	free(fr.ts);
 }
@@ -1483,7 +1252,7 @@ Test(replay, pcapng_same_events)
 	struct dirent **list;
 	char src[1024];
 	char *ng;
-	struct run ra, rb, re;
+	struct loupe_proc_result ra, rb, re;
 	int n, i;
 
 	if (!have_root())
@@ -1506,9 +1275,9 @@ Test(replay, pcapng_same_events)
 		cr_expect(ra.out[0], "%s gave no events", src);
 		fprintf(stderr, "[pcapng] %s: %s\n", list[i]->d_name,
 			strcmp(ra.out, rb.out) ? "DIFFERENT" : "same events");
-		run_free(&ra);
-		run_free(&rb);
-		run_free(&re);
+		loupe_proc_result_free(&ra);
+		loupe_proc_result_free(&rb);
+		loupe_proc_result_free(&re);
 		free(ng);
 		free(list[i]);
 	}
@@ -1525,9 +1294,9 @@ static size_t count_kind_dir(const char *out, const char *kind, const char *dir,
 		char *copy = strndup(line, nl - line);
 		struct json_object *o = json_tokener_parse(copy);
 
-		if (o && strcmp(js_str(o, "kind"), kind) == 0) {
+		if (o && strcmp(loupe_json_str(o, "kind"), kind) == 0) {
 			all++;
-			n += strcmp(js_str(o, "direction"), dir) == 0;
+			n += strcmp(loupe_json_str(o, "direction"), dir) == 0;
 		}
 		json_object_put(o);
 		free(copy);
@@ -1545,7 +1314,7 @@ Test(replay, direction)
 {
 	char src[1024];
 	size_t all, n;
-	struct run r;
+	struct loupe_proc_result r;
 
 	own_capture("http-v4.pcap", src, sizeof(src));
 	if (!have_root())
@@ -1554,12 +1323,12 @@ Test(replay, direction)
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	n = count_kind_dir(r.out, "HTTP_REQUEST", "POD_EGRESS", &all);
 	cr_expect(all > 0 && n == all, "default: %zu of %zu HTTP requests POD_EGRESS", n, all);
-	run_free(&r);
+	loupe_proc_result_free(&r);
 
 	r = RUN(LOUPECTL, "replay", "-o", "json", "--direction", "ingress", src);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	n = count_kind_dir(r.out, "HTTP_REQUEST", "POD_INGRESS", &all);
 	cr_expect(all > 0 && n == all, "--direction ingress: %zu of %zu HTTP requests POD_INGRESS",
 		  n, all);
-	run_free(&r);
+	loupe_proc_result_free(&r);
 }

@@ -41,6 +41,8 @@
 #include <criterion/criterion.h>
 #include <json-c/json.h>
 
+#include "proc.h"
+
 extern char **environ;
 
 #define LOUPECTL LOUPE_BIN_DIR "/loupectl"
@@ -62,24 +64,16 @@ static const struct {
 
 /* ------------------------------------------------------------------ temp dir, processes */
 
-static char tmpdir[64];
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
+static char tmpdir[LOUPE_TMPDIR_MAX];
 
 static void tmp_setup(void)
 {
-	strcpy(tmpdir, "/tmp/loupe-test-flows.XXXXXX");
-	cr_assert_not_null(mkdtemp(tmpdir), "mkdtemp: %s", strerror(errno));
+	loupe_tmpdir_create(tmpdir, "/tmp/loupe-test-flows.XXXXXX");
 }
 
 static void tmp_teardown(void)
 {
-	if (tmpdir[0])
-		nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	tmpdir[0] = '\0';
+	loupe_tmpdir_remove(tmpdir);
 }
 
 /* cr_skip_test() does not run .fini: clean up first */
@@ -89,67 +83,10 @@ static void tmp_teardown(void)
 		cr_skip_test(__VA_ARGS__);                                                         \
 	} while (0)
 
-static char *read_all(const char *path)
-{
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f;
-
-	f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	if (getdelim(&buf, &len, '\0', f) < 0) {
-		free(buf);
-		buf = strdup("");
-	}
-	fclose(f);
-	return buf;
-}
-
-struct run {
-	int status; /* exit code, or 128 + signal */
-	char *out;
-	char *err;
-};
-
-static void run_free(struct run *r)
-{
-	free(r->out);
-	free(r->err);
-	memset(r, 0, sizeof(*r));
-}
-
 /*
  * Runs argv (argv[0] looked up in PATH) without a shell, stdin from /dev/null, stdout and
  * stderr to files of the temp dir, which are read back whole.
  */
-static struct run run_argv(char *const argv[])
-{
-	posix_spawn_file_actions_t fa;
-	char out_path[128], err_path[128];
-	struct run r = { 0 };
-	int status, err;
-	pid_t pid;
-
-	snprintf(out_path, sizeof(out_path), "%s/stdout", tmpdir);
-	snprintf(err_path, sizeof(err_path), "%s/stderr", tmpdir);
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	posix_spawn_file_actions_addopen(&fa, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	err = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	cr_assert_eq(err, 0, "cannot run %s: %s", argv[0], strerror(err));
-	cr_assert_eq(waitpid(pid, &status, 0), pid);
-	r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-	r.out = read_all(out_path);
-	r.err = read_all(err_path);
-	cr_assert(r.out && r.err, "cannot read the output of %s", argv[0]);
-	remove(out_path);
-	remove(err_path);
-	return r;
-}
-
 static bool have_tshark(void)
 {
 	char *const argv[] = { "tshark", "--version", NULL };
@@ -529,7 +466,7 @@ static void tshark_flows(const char *path, const char *capture, struct flows *re
 			 struct capture_counts *cnt)
 {
 	char *argv[16 + 2 * F_MAX], *line, *next, *f[F_MAX];
-	struct run r;
+	struct loupe_proc_result r;
 	int a = 0;
 
 	argv[a++] = "tshark";
@@ -555,7 +492,7 @@ static void tshark_flows(const char *path, const char *capture, struct flows *re
 	}
 	argv[a] = NULL;
 
-	r = run_argv(argv);
+	r = loupe_proc_run(tmpdir, argv);
 	cr_assert_eq(r.status, 0, "tshark -r %s: exit %d: %s", path, r.status, r.err);
 
 	memset(ret, 0, sizeof(*ret));
@@ -600,7 +537,7 @@ static void tshark_flows(const char *path, const char *capture, struct flows *re
 		fl->last_ns = ts;
 		fl->last_frame = strtoul(f[F_NUMBER], NULL, 10);
 	}
-	run_free(&r);
+	loupe_proc_result_free(&r);
 }
 
 /* ------------------------------------------------------------------ loupectl's FLOW_END */
@@ -736,9 +673,10 @@ static void flow_end_parse(json_object *o, const char *line, struct flow_end *e)
 static void loupe_flow_ends(const char *path, struct flow_ends *ret)
 {
 	char *line, *next;
-	struct run r;
+	struct loupe_proc_result r;
 
-	r = run_argv((char *const[]){ LOUPECTL, "replay", (char *)path, "-o", "json", NULL });
+	r = loupe_proc_run(tmpdir,
+			   (char *const[]){ LOUPECTL, "replay", (char *)path, "-o", "json", NULL });
 	cr_assert_eq(r.status, 0, "loupectl replay %s: exit %d: %s", path, r.status, r.err);
 
 	memset(ret, 0, sizeof(*ret));
@@ -760,7 +698,7 @@ static void loupe_flow_ends(const char *path, struct flow_ends *ret)
 		}
 		json_object_put(o);
 	}
-	run_free(&r);
+	loupe_proc_result_free(&r);
 }
 
 /* ------------------------------------------------------------------ comparison */

@@ -24,6 +24,7 @@
 #include <criterion/criterion.h>
 
 #include "policy.h"
+#include "proc.h"
 
 extern char **environ;
 
@@ -34,37 +35,16 @@ extern char **environ;
 
 /* ------------------------------------------------------------------ helpers */
 
-static char tmpdir[64];
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
+static char tmpdir[LOUPE_TMPDIR_MAX];
 
 static void tmp_setup(void)
 {
-	strcpy(tmpdir, "/tmp/loupe-test-policy.XXXXXX");
-	cr_assert_not_null(mkdtemp(tmpdir), "mkdtemp: %s", strerror(errno));
+	loupe_tmpdir_create(tmpdir, "/tmp/loupe-test-policy.XXXXXX");
 }
 
 static void tmp_teardown(void)
 {
-	if (tmpdir[0])
-		nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	tmpdir[0] = '\0';
-}
-
-static char *tmp_path(const char *fmt, ...)
-{
-	char *name, *p;
-	va_list ap;
-
-	va_start(ap, fmt);
-	cr_assert(vasprintf(&name, fmt, ap) > 0);
-	va_end(ap);
-	cr_assert(asprintf(&p, "%s/%s", tmpdir, name) > 0);
-	free(name);
-	return p;
+	loupe_tmpdir_remove(tmpdir);
 }
 
 static void write_file(const char *path, const char *text)
@@ -79,7 +59,7 @@ static void write_file(const char *path, const char *text)
 /* In the temp directory: a file with @text, a directory, a symbolic link. */
 static void tmp_write(const char *name, const char *text)
 {
-	char *p = tmp_path("%s", name);
+	char *p = loupe_tmpdir_path(tmpdir, "%s", name);
 
 	write_file(p, text);
 	free(p);
@@ -87,7 +67,7 @@ static void tmp_write(const char *name, const char *text)
 
 static void tmp_mkdir(const char *name)
 {
-	char *p = tmp_path("%s", name);
+	char *p = loupe_tmpdir_path(tmpdir, "%s", name);
 
 	cr_assert_eq(mkdir(p, 0755), 0, "mkdir %s: %s", p, strerror(errno));
 	free(p);
@@ -95,26 +75,10 @@ static void tmp_mkdir(const char *name)
 
 static void tmp_symlink(const char *target, const char *name)
 {
-	char *p = tmp_path("%s", name);
+	char *p = loupe_tmpdir_path(tmpdir, "%s", name);
 
 	cr_assert_eq(symlink(target, p), 0, "symlink %s: %s", p, strerror(errno));
 	free(p);
-}
-
-static char *read_all(const char *path)
-{
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = fopen(path, "rb");
-
-	if (!f)
-		return NULL;
-	if (getdelim(&buf, &len, '\0', f) < 0) {
-		free(buf);
-		buf = strdup("");
-	}
-	fclose(f);
-	return buf;
 }
 
 /* Parses @json into a fresh *@set; returns what loupe_policy_parse() does. */
@@ -189,44 +153,7 @@ static void expect_port(const struct loupe_policy_port *p, enum loupe_policy_pro
 	cr_expect_eq(p->end_port, end);
 }
 
-struct run {
-	int status; /* exit code, or 128 + signal */
-	char *out, *err;
-};
-
-/* Runs argv[0] with stdin from /dev/null, stdout and stderr to files; NULL-terminated argv. */
-static struct run run_argv(char *const argv[])
-{
-	char *out_path = tmp_path("stdout"), *err_path = tmp_path("stderr");
-	posix_spawn_file_actions_t fa;
-	struct run r = { 0 };
-	int status, err;
-	pid_t pid;
-
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	posix_spawn_file_actions_addopen(&fa, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	err = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	cr_assert_eq(err, 0, "cannot run %s: %s", argv[0], strerror(err));
-	cr_assert_eq(waitpid(pid, &status, 0), pid);
-	r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-	r.out = read_all(out_path);
-	r.err = read_all(err_path);
-	cr_assert(r.out && r.err);
-	free(out_path);
-	free(err_path);
-	return r;
-}
-
-#define RUN(...) run_argv((char *const[]){ __VA_ARGS__, NULL })
-
-static void run_free(struct run *r)
-{
-	free(r->out);
-	free(r->err);
-}
+#define RUN(...) loupe_proc_run(tmpdir, (char *const[]){ __VA_ARGS__, NULL })
 
 /* ------------------------------------------------------------------ good examples */
 
@@ -469,7 +396,7 @@ struct expected {
 
 static unsigned int read_expected(struct expected *v, unsigned int max)
 {
-	char *text = read_all(BAD_DIR "/EXPECTED.tsv"), *line, *save = NULL;
+	char *text = loupe_proc_read_all(BAD_DIR "/EXPECTED.tsv", NULL), *line, *save = NULL;
 	unsigned int n = 0;
 
 	cr_assert_not_null(text, "cannot read EXPECTED.tsv");
@@ -552,7 +479,7 @@ Test(policy, bad_corpus)
 		if (strcmp(ex[i].file, "syntax-empty.json") != 0)
 			cr_expect_gt(e.line, 0, "%s: no line", ex[i].file);
 
-		text = read_all(path);
+		text = loupe_proc_read_all(path, NULL);
 		cr_assert_not_null(text);
 		r = loupe_policy_parse(text, strlen(text), ex[i].file, base, &e);
 		cr_expect_lt(r, 0, "%s: accepted into a set", ex[i].file);
@@ -1147,7 +1074,7 @@ Test(policy, limits)
 	cr_expect_eq(loupe_policy_parse(big, len - 1, "big.json", &set, &e), -EINVAL,
 		     "4 MiB exactly is read (and then refused for its syntax)");
 	tmp_setup();
-	path = tmp_path("big.json");
+	path = loupe_tmpdir_path(tmpdir, "big.json");
 	{
 		FILE *f = fopen(path, "w");
 
@@ -1200,13 +1127,13 @@ Test(policy, directory, .init = tmp_setup, .fini = tmp_teardown)
 	cr_expect_str_eq(set->policies[0].name, "bee");
 	cr_expect_str_eq(set->policies[1].name, "ay");
 	cr_expect_str_eq(set->policies[2].name, "zed");
-	p = tmp_path("a.json");
+	p = loupe_tmpdir_path(tmpdir, "a.json");
 	cr_expect_str_eq(set->policies[1].source, p);
 	free(p);
 	set = loupe_policy_set_free(set);
 
 	/* one bad file refuses the whole directory, naming the file */
-	p = tmp_path("m.json");
+	p = loupe_tmpdir_path(tmpdir, "m.json");
 	write_file(p, mini("Bad_Name", buf, sizeof(buf)));
 	cr_expect_eq(loupe_policy_load_path(tmpdir, &set, &e), -EINVAL);
 	cr_expect_null(set);
@@ -1214,7 +1141,7 @@ Test(policy, directory, .init = tmp_setup, .fini = tmp_teardown)
 	cr_expect_str_eq(e.path, "metadata.name");
 	free(p);
 	/* and so does a name used in two files */
-	p = tmp_path("m.json");
+	p = loupe_tmpdir_path(tmpdir, "m.json");
 	write_file(p, mini("ay", buf, sizeof(buf)));
 	cr_expect_eq(loupe_policy_load_path(tmpdir, &set, &e), -EINVAL);
 	cr_expect_str_eq(e.source, p);
@@ -1222,7 +1149,7 @@ Test(policy, directory, .init = tmp_setup, .fini = tmp_teardown)
 	free(p);
 
 	/* a missing path */
-	p = tmp_path("nothing-here");
+	p = loupe_tmpdir_path(tmpdir, "nothing-here");
 	cr_expect_eq(loupe_policy_load_path(p, &set, &e), -ENOENT);
 	cr_expect_not_null(strstr(e.message, "cannot read"));
 	free(p);
@@ -1255,7 +1182,7 @@ Test(policy, configmap_layout, .init = tmp_setup, .fini = tmp_teardown)
 	cr_assert_eq(set->n_policies, 2);
 	cr_expect_str_eq(set->policies[0].name, "first-a");
 	cr_expect_str_eq(set->policies[1].name, "first-b");
-	p = tmp_path("a.json");
+	p = loupe_tmpdir_path(tmpdir, "a.json");
 	cr_expect_str_eq(set->policies[0].source, p, "messages name the file as mounted");
 	free(p);
 	loupe_policy_set_free(set);
@@ -1268,8 +1195,8 @@ Test(policy, configmap_layout, .init = tmp_setup, .fini = tmp_teardown)
 	tmp_mkdir("..2026_01_02_00_00_00.2");
 	tmp_write("..2026_01_02_00_00_00.2/a.json", mini("second-a", buf, sizeof(buf)));
 	tmp_symlink("..2026_01_02_00_00_00.2", "..data_tmp");
-	p = tmp_path("..data_tmp");
-	q = tmp_path("..data");
+	p = loupe_tmpdir_path(tmpdir, "..data_tmp");
+	q = loupe_tmpdir_path(tmpdir, "..data");
 	cr_assert_eq(rename(p, q), 0);
 	free(p);
 	free(q);
@@ -1287,7 +1214,7 @@ Test(policy, loupectl_check, .init = tmp_setup, .fini = tmp_teardown)
 	const char *good = GOOD_DIR "/ai-egress.json", *bad = BAD_DIR "/rule-bad-action.json";
 	struct loupe_policy_set set = LOUPE_POLICY_SET_INIT;
 	struct loupe_policy_error e;
-	struct run r;
+	struct loupe_proc_result r;
 
 	if (access(LOUPECTL, X_OK) != 0)
 		cr_skip_test("%s is not built", LOUPECTL);
@@ -1296,14 +1223,14 @@ Test(policy, loupectl_check, .init = tmp_setup, .fini = tmp_teardown)
 	cr_expect_eq(r.status, 0, "stderr: %s", r.err);
 	cr_expect_str_eq(r.out, "OK  " GOOD_DIR "/ai-egress.json: 2 policies, 6 rules\n");
 	cr_expect_str_eq(r.err, "");
-	run_free(&r);
+	loupe_proc_result_free(&r);
 
 	r = RUN(LOUPECTL, "policy", "check", (char *)bad);
 	cr_expect_eq(r.status, 1);
 	cr_expect_str_eq(r.out, "");
 	cr_expect_str_eq(r.err, BAD_DIR "/rule-bad-action.json: spec.rules[0].action: \"drop\" "
 					"is not one of allow, deny, audit (line 32, column 9)\n");
-	run_free(&r);
+	loupe_proc_result_free(&r);
 
 	/* a mix: every input is checked, the status says one failed */
 	r = RUN(LOUPECTL, "policy", "check", (char *)good, (char *)bad, GOOD_DIR);
@@ -1314,38 +1241,38 @@ Test(policy, loupectl_check, .init = tmp_setup, .fini = tmp_teardown)
 	/* the warning of normalise.json, which does not fail the check */
 	cr_expect_not_null(strstr(r.err, "warning: " GOOD_DIR "/normalise.json: items[0].spec"
 					 ".podSelector.labels"));
-	run_free(&r);
+	loupe_proc_result_free(&r);
 
 	r = RUN(LOUPECTL, "policy", "check", BAD_DIR "/no-such-file.json");
 	cr_expect_eq(r.status, 1);
 	cr_expect_not_null(strstr(r.err, "cannot read"));
-	run_free(&r);
+	loupe_proc_result_free(&r);
 
 	/* usage errors */
 	r = RUN(LOUPECTL, "policy", "check");
 	cr_expect_eq(r.status, 2);
-	run_free(&r);
+	loupe_proc_result_free(&r);
 	r = RUN(LOUPECTL, "policy");
 	cr_expect_eq(r.status, 2);
-	run_free(&r);
+	loupe_proc_result_free(&r);
 	r = RUN(LOUPECTL, "policy", "lint", (char *)good);
 	cr_expect_eq(r.status, 2);
-	run_free(&r);
+	loupe_proc_result_free(&r);
 	r = RUN(LOUPECTL, "policy", "check", "-o", "yaml", (char *)good);
 	cr_expect_eq(r.status, 2);
 	cr_expect_not_null(strstr(r.err, "text or json"));
-	run_free(&r);
+	loupe_proc_result_free(&r);
 	r = RUN(LOUPECTL, "policy", "check", "--bogus", (char *)good);
 	cr_expect_eq(r.status, 2);
-	run_free(&r);
+	loupe_proc_result_free(&r);
 	r = RUN(LOUPECTL, "policy", "--help");
 	cr_expect_eq(r.status, 0);
 	cr_expect_not_null(strstr(r.out, "usage: loupectl policy check"));
-	run_free(&r);
+	loupe_proc_result_free(&r);
 	r = RUN(LOUPECTL, "help", "policy");
 	cr_expect_eq(r.status, 0);
 	cr_expect_not_null(strstr(r.out, "usage: loupectl policy check"));
-	run_free(&r);
+	loupe_proc_result_free(&r);
 
 	/* -o json: the normalised set on stdout, in evaluation order; it parses back */
 	r = RUN(LOUPECTL, "policy", "check", GOOD_DIR, "-o", "json");
@@ -1361,7 +1288,7 @@ Test(policy, loupectl_check, .init = tmp_setup, .fini = tmp_teardown)
 	cr_expect_str_eq(set.policies[6].name, "audit-dns");		  /* 65535 */
 	cr_expect_not_null(strstr(r.out, "\"/v1/\""), "slashes are not escaped");
 	loupe_policy_set_clear(&set);
-	run_free(&r);
+	loupe_proc_result_free(&r);
 }
 
 Test(policy, enum_names)
