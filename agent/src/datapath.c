@@ -16,6 +16,7 @@
 #include <bpf/libbpf.h>
 
 #include "datapath.h"
+#include "event.h"
 #include "loupe_tc.skel.h"
 
 struct loupe_datapath {
@@ -229,40 +230,39 @@ static void flow_key_from_v4(const struct loupe_flow_key4 *key4, struct loupe_fl
 	ret->protocol = key4->protocol;
 }
 
-static bool addr_is_v4_mapped(const uint8_t *a)
+/*
+ * The flow table and the key that @key (IPv4-mapped for IPv4) stands for in it: the IPv4
+ * table takes the short key, built in @key4.
+ */
+static int flow_table_key(const struct loupe_datapath *dp, const struct loupe_flow_key *key,
+			  struct loupe_flow_key4 *key4, const void **ret_key)
 {
-	static const uint8_t prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-
-	return memcmp(a, prefix, sizeof(prefix)) == 0;
+	if (!loupe_addr_is_v4_mapped(key->pod_addr) || !loupe_addr_is_v4_mapped(key->peer_addr)) {
+		*ret_key = key;
+		return loupe_datapath_flows_fd(dp, true);
+	}
+	flow_key_to_v4(key, key4);
+	*ret_key = key4;
+	return loupe_datapath_flows_fd(dp, false);
 }
 
 int loupe_datapath_flow_lookup(const struct loupe_datapath *dp, const struct loupe_flow_key *key,
 			       struct loupe_flow *ret)
 {
 	struct loupe_flow_key4 key4;
-	int err;
+	const void *k;
+	int fd = flow_table_key(dp, key, &key4, &k);
 
-	if (!addr_is_v4_mapped(key->pod_addr) || !addr_is_v4_mapped(key->peer_addr)) {
-		err = bpf_map_lookup_elem(loupe_datapath_flows_fd(dp, true), key, ret);
-	} else {
-		flow_key_to_v4(key, &key4);
-		err = bpf_map_lookup_elem(loupe_datapath_flows_fd(dp, false), &key4, ret);
-	}
-	return err ? -errno : 0;
+	return bpf_map_lookup_elem(fd, k, ret) ? -errno : 0;
 }
 
 int loupe_datapath_flow_delete(const struct loupe_datapath *dp, const struct loupe_flow_key *key)
 {
 	struct loupe_flow_key4 key4;
-	int err;
+	const void *k;
+	int fd = flow_table_key(dp, key, &key4, &k);
 
-	if (!addr_is_v4_mapped(key->pod_addr) || !addr_is_v4_mapped(key->peer_addr)) {
-		err = bpf_map_delete_elem(loupe_datapath_flows_fd(dp, true), key);
-	} else {
-		flow_key_to_v4(key, &key4);
-		err = bpf_map_delete_elem(loupe_datapath_flows_fd(dp, false), &key4);
-	}
-	return err ? -errno : 0;
+	return bpf_map_delete_elem(fd, k) ? -errno : 0;
 }
 
 int loupe_datapath_ring_fill(const struct loupe_datapath *dp, uint64_t *ret_pending,
