@@ -151,6 +151,14 @@ static void agent_publish_metrics(struct agent *a)
 	snap.records_invalid = ps.records_bad;
 	snap.lost_reported = ps.lost_reported;
 	snap.ifaces_attached = loupe_attach_count(a->attach);
+	if (a->links) {
+		struct loupe_links_stats ls;
+
+		loupe_links_stats(a->links, &ls);
+		snap.links_resyncs = ls.resyncs;
+		snap.links_dropped = ls.links_dropped;
+		snap.pod_addrs_truncated = ls.addrs_truncated;
+	}
 	loupe_output_get_stats(a->out, &snap.output);
 	loupe_metrics_publish(a->metrics, &snap);
 }

@@ -231,6 +231,14 @@ int loupe_metrics_format(const struct loupe_metrics_snapshot *s, const char *ver
 		    "Lost events accounted for in emitted LOST events.", s->lost_reported);
 	put_counter(f, "loupe_records_invalid_total",
 		    "Ring buffer records the agent could not decode.", s->records_invalid);
+	put_counter(f, "loupe_links_resyncs_total",
+		    "Full rtnetlink re-dumps after the notification socket overflowed.",
+		    s->links_resyncs);
+	put_counter(f, "loupe_links_dropped_total",
+		    "Links not tracked because the agent's link table was full.", s->links_dropped);
+	put_counter(f, "loupe_pod_addrs_truncated_total",
+		    "Times a pod had more addresses than the agent keeps (8).",
+		    s->pod_addrs_truncated);
 
 	put_gauge(f, "loupe_interfaces_attached", "Pod interfaces with loupe's programs attached.",
 		  s->ifaces_attached);

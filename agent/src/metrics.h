@@ -25,7 +25,10 @@ struct loupe_metrics_snapshot {
 	uint64_t ifaces_attached;
 	uint64_t ringbuf_pending; /* bytes produced and not yet consumed */
 	uint64_t ringbuf_size;
-	uint64_t records_invalid;		    /* ring buffer records that did not decode */
+	uint64_t records_invalid; /* ring buffer records that did not decode */
+	uint64_t links_resyncs;	  /* rtnetlink re-dumps after the notification socket overflowed */
+	uint64_t links_dropped;	  /* links not tracked: the table was full */
+	uint64_t pod_addrs_truncated; /* times a pod had more addresses than are kept */
 	uint64_t events_emitted[LOUPE_EV_KIND_MAX]; /* by the agent, FLOW_END and LOST included */
 	uint64_t lost_reported;			    /* sum of the counts in emitted LOST events */
 	struct loupe_output_stats output;	    /* standalone output; zero otherwise */

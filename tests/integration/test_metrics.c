@@ -145,6 +145,9 @@ static void fill(struct loupe_metrics_snapshot *s)
 	s->events_emitted[LOUPE_EV_LOST] = 2;
 	s->lost_reported = 5;
 	s->records_invalid = 1;
+	s->links_resyncs = 7;
+	s->links_dropped = 8;
+	s->pod_addrs_truncated = 9;
 	s->ifaces_attached = 3;
 	s->ringbuf_pending = 1 << 20;
 	s->ringbuf_size = 4 << 20;
@@ -196,6 +199,10 @@ Test(metrics, exact_lines_and_content_type)
 		"loupe_events_emitted_total{kind=\"LOST\"} 2",
 		"loupe_lost_reported_total 5",
 		"loupe_records_invalid_total 1",
+		"# TYPE loupe_links_resyncs_total counter",
+		"loupe_links_resyncs_total 7",
+		"loupe_links_dropped_total 8",
+		"loupe_pod_addrs_truncated_total 9",
 		"# TYPE loupe_interfaces_attached gauge",
 		"loupe_interfaces_attached 3",
 		"# TYPE loupe_ringbuf_pending_bytes gauge",
