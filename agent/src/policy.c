@@ -981,6 +981,27 @@ static int check_label_name(struct pctx *c, const char *s, size_t len)
 	return 0;
 }
 
+/* The required "name" member of @v, a DNS-1123 label, copied to *@ret_name. */
+static int parse_object_name(struct pctx *c, json_object *v, const char *missing, char **ret_name)
+{
+	json_object *f;
+	size_t old;
+	int r;
+
+	if (!member(v, "name", &f))
+		return fail_at(c, "name", "%s", missing);
+	old = push_key(c, "name");
+	r = want_string(c, f);
+	if (r == 0)
+		r = check_label_name(c, json_object_get_string(f),
+				     (size_t)json_object_get_string_len(f));
+	pop(c, old);
+	if (r < 0)
+		return r;
+	*ret_name = strdup(json_object_get_string(f));
+	return *ret_name ? 0 : oom(c);
+}
+
 /*
  * A host, SNI or DNS name: exact or "*.suffix", case-insensitive (stored lower case), one
  * trailing dot dropped, labels of 1..63 of [a-z0-9_-], at most 253 characters. With
@@ -1778,19 +1799,10 @@ static int parse_rule(struct pctx *c, json_object *v, struct loupe_policy_rule *
 	if (r < 0)
 		return r;
 
-	if (!member(v, "name", &f))
-		return fail_at(c, "name", "missing: every rule has a name (a DNS-1123 label)");
-	old = push_key(c, "name");
-	r = want_string(c, f);
-	if (r == 0)
-		r = check_label_name(c, json_object_get_string(f),
-				     (size_t)json_object_get_string_len(f));
-	pop(c, old);
+	r = parse_object_name(c, v, "missing: every rule has a name (a DNS-1123 label)",
+			      &rule->name);
 	if (r < 0)
 		return r;
-	rule->name = strdup(json_object_get_string(f));
-	if (!rule->name)
-		return oom(c);
 
 	if (!member(v, "direction", &f))
 		return fail_at(c, "direction", "missing: egress or ingress");
@@ -2002,19 +2014,10 @@ static int parse_metadata(struct pctx *c, json_object *v, struct loupe_policy *p
 	r = want_object(c, v);
 	if (r < 0)
 		return r;
-	if (!member(v, "name", &f))
-		return fail_at(c, "name", "missing: every policy has a name (a DNS-1123 label)");
-	old = push_key(c, "name");
-	r = want_string(c, f);
-	if (r == 0)
-		r = check_label_name(c, json_object_get_string(f),
-				     (size_t)json_object_get_string_len(f));
-	pop(c, old);
+	r = parse_object_name(c, v, "missing: every policy has a name (a DNS-1123 label)",
+			      &p->name);
 	if (r < 0)
 		return r;
-	p->name = strdup(json_object_get_string(f));
-	if (!p->name)
-		return oom(c);
 	if (member(v, "labels", &f)) {
 		old = push_key(c, "labels");
 		r = parse_labels(c, f, &p->labels, &p->n_labels);
