@@ -17,7 +17,6 @@ const volatile __u8 loupe_cfg_coarse_clock = 0;
 static __always_inline int loupe_handle(struct __sk_buff *skb, __u8 dir)
 {
 	struct loupe_counters *cnt = loupe_counters_get();
-	struct loupe_scratch *s = loupe_scratch_get();
 	struct loupe_pkt stack_pkt __attribute__((aligned(8))) = {};
 	struct loupe_pkt *pkt = &stack_pkt;
 	enum loupe_l7_kind kind;
@@ -25,7 +24,7 @@ static __always_inline int loupe_handle(struct __sk_buff *skb, __u8 dir)
 	__u64 now;
 	int ret;
 
-	if (!cnt || !s)
+	if (!cnt)
 		return LOUPE_TC_CONTINUE;
 	ret = loupe_parse(skb, pkt);
 	if (ret != LOUPE_PARSED_IP) {
@@ -45,8 +44,12 @@ static __always_inline int loupe_handle(struct __sk_buff *skb, __u8 dir)
 	kind = loupe_l7_classify(skb, pkt, flow);
 	if (kind != LOUPE_L7_NONE) {
 		/* the L7 handlers are global functions: the packet goes to them in scratch */
-		s->pkt = stack_pkt;
-		loupe_l7_run(skb, kind, flow, dir, now);
+		struct loupe_scratch *s = loupe_scratch_get();
+
+		if (s) {
+			s->pkt = stack_pkt;
+			loupe_l7_run(skb, kind, flow, dir, now);
+		}
 	}
 count:
 	dir &= 1;
