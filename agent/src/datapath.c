@@ -84,10 +84,15 @@ static int datapath_pin_programs(struct loupe_tc_bpf *skel, const char *dir)
 
 int loupe_datapath_unpin(const char *pin_dir)
 {
-	static const char *const names[] = { LOUPE_MAP_FLOWS4,	    LOUPE_MAP_FLOWS6,
-					     LOUPE_MAP_EVENTS,	    LOUPE_MAP_COUNTERS,
-					     LOUPE_MAP_TLS_PENDING, "loupe_scratch",
-					     LOUPE_PROG_POD_EGRESS, LOUPE_PROG_POD_INGRESS };
+	static const char *const names[] = {
+		LOUPE_MAP_FLOWS4,	LOUPE_MAP_FLOWS6,	LOUPE_MAP_EVENTS,
+		LOUPE_MAP_COUNTERS,	LOUPE_MAP_TLS_PENDING,	"loupe_scratch",
+		LOUPE_MAP_POL_ACTIVE,	LOUPE_MAP_POL_META,	LOUPE_MAP_POL_IFACES,
+		LOUPE_MAP_POL_ADDRS,	LOUPE_MAP_POL_PORTS,	LOUPE_MAP_POL_NAMES,
+		LOUPE_MAP_POL_PATHS,	LOUPE_MAP_POL_METHODS,	LOUPE_MAP_POL_HITS,
+		LOUPE_MAP_POL_SYNC,	"loupe_pol_sync_inner", LOUPE_PROG_POD_EGRESS,
+		LOUPE_PROG_POD_INGRESS,
+	};
 	char path[PATH_MAX];
 	int err = 0;
 
@@ -310,6 +315,18 @@ int loupe_datapath_flows_foreach(const struct loupe_datapath *dp, loupe_flow_fn 
 int loupe_datapath_counters_fd(const struct loupe_datapath *dp)
 {
 	return bpf_map__fd(dp->skel->maps.loupe_counters);
+}
+
+int loupe_datapath_map_fd(const struct loupe_datapath *dp, const char *name)
+{
+	struct bpf_map *map = bpf_object__find_map_by_name(dp->skel->obj, name);
+
+	return map ? bpf_map__fd(map) : -ENOENT;
+}
+
+int loupe_datapath_ncpus(const struct loupe_datapath *dp)
+{
+	return dp->ncpus;
 }
 
 int loupe_datapath_run_wire(struct loupe_datapath *dp, enum loupe_direction dir, const void *frame,

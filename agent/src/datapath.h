@@ -49,6 +49,10 @@ int loupe_datapath_unpin(const char *pin_dir);
 int loupe_datapath_prog_fd(const struct loupe_datapath *dp, enum loupe_direction dir);
 int loupe_datapath_flows_fd(const struct loupe_datapath *dp, bool ipv6);
 int loupe_datapath_counters_fd(const struct loupe_datapath *dp);
+/* Any map by its name in loupe/datapath.h (LOUPE_MAP_*): its fd, or -ENOENT. */
+int loupe_datapath_map_fd(const struct loupe_datapath *dp, const char *name);
+/* Possible CPUs: the number of values of a per-CPU map's entry. */
+int loupe_datapath_ncpus(const struct loupe_datapath *dp);
 
 /*
  * Runs one frame through the program of direction @dir with BPF_PROG_TEST_RUN; map state

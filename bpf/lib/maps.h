@@ -84,6 +84,91 @@ struct {
 	__type(value, struct loupe_tls_pending);
 } loupe_tls_pending SEC(".maps");
 
+/* Policy maps: the layout is in loupe/datapath.h ("Policies in the datapath"). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} loupe_pol_active SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LOUPE_POLICY_SLOTS);
+	__type(key, __u32);
+	__type(value, struct loupe_policy_meta);
+} loupe_pol_meta SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LOUPE_POLICY_IFACE_MAX);
+	__type(key, struct loupe_policy_iface_key);
+	__type(value, struct loupe_policy_bits);
+} loupe_pol_ifaces SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, LOUPE_POLICY_ADDR_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct loupe_policy_addr_key);
+	__type(value, struct loupe_policy_bits);
+} loupe_pol_addrs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, LOUPE_POLICY_PORT_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct loupe_policy_port_key);
+	__type(value, struct loupe_policy_bits);
+} loupe_pol_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, LOUPE_POLICY_NAME_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct loupe_policy_name_key);
+	__type(value, struct loupe_policy_bits);
+} loupe_pol_names SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, LOUPE_POLICY_PATH_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct loupe_policy_path_key);
+	__type(value, struct loupe_policy_bits);
+} loupe_pol_paths SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LOUPE_POLICY_SLOTS *LOUPE_POLICY_METHODS);
+	__type(key, __u32);
+	__type(value, struct loupe_policy_bits);
+} loupe_pol_methods SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LOUPE_POLICY_SLOTS *LOUPE_POLICY_BITS);
+	__type(key, __u32);
+	__type(value, __u64);
+} loupe_pol_hits SEC(".maps");
+
+/* Only ever updated by user space: the update returns after programs in flight finished. */
+struct loupe_pol_sync_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} loupe_pol_sync_inner SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct loupe_pol_sync_inner);
+} loupe_pol_sync SEC(".maps") = {
+	.values = { [0] = &loupe_pol_sync_inner },
+};
+
 struct loupe_scratch {
 	struct loupe_l7_buf head;	  /* the head of the segment being parsed */
 	struct loupe_pkt pkt;		  /* the packet being parsed, handed to the L7 parsers */

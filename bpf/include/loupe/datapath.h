@@ -19,6 +19,16 @@
 #define LOUPE_MAP_EVENTS       "loupe_events"
 #define LOUPE_MAP_COUNTERS     "loupe_counters"
 #define LOUPE_MAP_TLS_PENDING  "loupe_tls_pending"
+#define LOUPE_MAP_POL_ACTIVE   "loupe_pol_active"
+#define LOUPE_MAP_POL_META     "loupe_pol_meta"
+#define LOUPE_MAP_POL_IFACES   "loupe_pol_ifaces"
+#define LOUPE_MAP_POL_ADDRS    "loupe_pol_addrs"
+#define LOUPE_MAP_POL_PORTS    "loupe_pol_ports"
+#define LOUPE_MAP_POL_NAMES    "loupe_pol_names"
+#define LOUPE_MAP_POL_PATHS    "loupe_pol_paths"
+#define LOUPE_MAP_POL_METHODS  "loupe_pol_methods"
+#define LOUPE_MAP_POL_HITS     "loupe_pol_hits"
+#define LOUPE_MAP_POL_SYNC     "loupe_pol_sync"
 #define LOUPE_PROG_POD_EGRESS  "loupe_pod_egress"
 #define LOUPE_PROG_POD_INGRESS "loupe_pod_ingress"
 
@@ -137,6 +147,16 @@ enum loupe_flow_state {
 	LOUPE_FLOW_TLS_SEEN = 1 << 0, /* a ClientHello was reported: the rest is ciphertext */
 	LOUPE_FLOW_DNS_SEEN = 1 << 1,
 	LOUPE_FLOW_TLS_PENDING = 1 << 2, /* a ClientHello is being reassembled */
+	LOUPE_FLOW_L7_HELD = 1 << 3,	 /* policy: a request is being reassembled for a verdict */
+};
+
+/* loupe_flow.verdict: what the policy in force decided for the flow. */
+enum loupe_flow_verdict {
+	LOUPE_VERDICT_NONE = 0,	   /* no policy when the flow began, or no rule and no default */
+	LOUPE_VERDICT_PENDING = 1, /* a rule that needs L7 may decide: judged on the request */
+	LOUPE_VERDICT_ALLOW = 2,
+	LOUPE_VERDICT_DENY = 3, /* every packet of the flow is dropped, both directions */
+	LOUPE_VERDICT_AUDIT = 4,
 };
 
 /*
@@ -153,8 +173,11 @@ struct loupe_flow {
 	__u8 tcp_flags[LOUPE_DIR_MAX]; /* OR of every TCP flag byte seen, per direction */
 	__u8 state;		       /* enum loupe_flow_state */
 	__u8 ipv6;
-	__u16 vlan_id; /* outer VID when first seen; LOUPE_VLAN_NONE when untagged */
-	__u8 pad[6];
+	__u16 vlan_id;	   /* outer VID when first seen; LOUPE_VLAN_NONE when untagged */
+	__u8 verdict;	   /* enum loupe_flow_verdict */
+	__u8 origin;	   /* enum loupe_direction of the packet that opened the flow */
+	__u16 verdict_bit; /* the deciding rule (struct loupe_policy_meta) when decided */
+	__u8 pad[2];
 };
 
 #define LOUPE_VLAN_NONE 0xffff
@@ -237,6 +260,160 @@ struct loupe_counters {
 	__u64 parse_errors[LOUPE_PERR_MAX];
 	__u64 events[LOUPE_EV_KIND_MAX];      /* submitted to the ring buffer */
 	__u64 events_lost[LOUPE_EV_KIND_MAX]; /* ring buffer full: reserve/output failed */
+	__u64 policy_dropped[LOUPE_DIR_MAX];  /* packets dropped by a deny verdict */
+	__u64 policy_bound_exceeded;	      /* requests denied: no verdict within the bound */
+	__u64 policy_out_of_order;	      /* segments dropped while a request was held */
+};
+
+/*
+ * Policies in the datapath (docs/policy.md for their meaning, docs/datapath.md for this
+ * layout). The compiler numbers every rule of the set in evaluation order (priority, name,
+ * rule order) and appends one pseudo-rule per policy with a defaultAction, after all rules:
+ * bit i of a struct loupe_policy_bits stands for rule i. Each map answers one question about a
+ * flow with the set of rules that fit; the flow's candidates are the AND of the answers, and
+ * the lowest set bit decides (first match wins).
+ *
+ * Two sets live side by side in slots 0 and 1 (a slot field leads every key): user space
+ * writes the slot not in force, switches loupe_pol_active to it with one 4-byte store, waits
+ * for programs in flight (an update of loupe_pol_sync, a map-in-map, returns after an RCU
+ * grace period), then clears the old slot. A packet reads the slot once: it never sees half
+ * of an update.
+ *
+ * LPM keys put the slot and a kind before the data, so one trie holds every kind; an entry
+ * whose prefix ends after the kind matches everything of that kind. A trie's value is the OR
+ * of the rules of every entry that covers it (the compiler folds shorter prefixes into longer
+ * ones), so the longest match alone answers.
+ */
+#define LOUPE_POLICY_BITS	  1024 /* rules and defaults of a set, all policies together */
+#define LOUPE_POLICY_WORDS	  (LOUPE_POLICY_BITS / 64)
+#define LOUPE_POLICY_SLOTS	  2
+#define LOUPE_POLICY_METHODS	  9	/* GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH */
+#define LOUPE_POLICY_NAME_KEY_MAX 252	/* bytes of a reversed name in a key, its NUL included */
+#define LOUPE_POLICY_PATH_KEY_MAX 255	/* bytes of an HTTP path prefix in a key */
+#define LOUPE_POLICY_ADDR_MAX	  65536 /* entries of loupe_pol_addrs, both slots */
+#define LOUPE_POLICY_PORT_MAX	  65536
+#define LOUPE_POLICY_NAME_MAX	  65536
+#define LOUPE_POLICY_PATH_MAX	  16384
+#define LOUPE_POLICY_IFACE_MAX	  8192
+#define LOUPE_POLICY_BIT_NONE	  0xffff /* loupe_flow.verdict_bit, events: no rule */
+/* Bytes of a request held for a verdict: a longer header block or ClientHello is denied. */
+#define LOUPE_POLICY_HOLD_MAX LOUPE_L7_BUF_MAX
+
+struct loupe_policy_bits {
+	__u64 w[LOUPE_POLICY_WORDS];
+};
+
+/* loupe_pol_active: array of one __u32 at key 0, the slot in force (0 or 1). */
+
+/* loupe_pol_meta: array indexed by slot. */
+struct loupe_policy_meta {
+	__u32 generation; /* number of the set, increasing; events carry it */
+	__u32 n_bits;	  /* rules + defaults; 0: no policy, nothing is judged */
+	/* rules of the policies that select every interface (no podSelector.interfaces): the
+	 * answer of loupe_pol_ifaces for an interface it has no entry for */
+	struct loupe_policy_bits any_iface;
+	/* rules decided on the first packet: no http, tls or dns; and the defaults */
+	struct loupe_policy_bits l4_only;
+	__u8 action[LOUPE_POLICY_BITS]; /* enum loupe_flow_verdict: ALLOW, DENY or AUDIT */
+};
+
+/* loupe_pol_ifaces: hash. The rules of the policies selecting the interface (any_iface incl.). */
+struct loupe_policy_iface_key {
+	__u32 slot;
+	__u32 ifindex;
+};
+
+/* loupe_pol_addrs: LPM trie. Pod addresses (selectors' cidrs) and peer addresses (rules'). */
+enum loupe_policy_addr_kind {
+	LOUPE_POL_ADDR_POD4 = 1, /* value: rules of the policies selecting the pod's address */
+	LOUPE_POL_ADDR_POD6 = 2,
+	LOUPE_POL_ADDR_PEER4 = 3, /* value: rules whose match.cidrs hold the peer's address */
+	LOUPE_POL_ADDR_PEER6 = 4,
+};
+
+struct loupe_policy_addr_key {
+	__u32 prefixlen; /* 16 + the address prefix's length */
+	__u8 slot;
+	__u8 kind;     /* enum loupe_policy_addr_kind */
+	__u8 addr[16]; /* IPv4: the first 4 bytes */
+};
+
+/*
+ * loupe_pol_ports: LPM trie on the flow's direction (who opened it), protocol and the
+ * server's port (the peer's in egress, the pod's in ingress), port big-endian. A port range
+ * is a few prefixes. Prefix 16: rules of the direction without ports; 24: a protocol, any
+ * port (ICMP). Defaults are in both directions at prefix 16.
+ */
+struct loupe_policy_port_key {
+	__u32 prefixlen;
+	__u8 slot;
+	__u8 direction; /* enum loupe_direction */
+	__u8 protocol;	/* IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP or IPPROTO_ICMPV6 */
+	__u8 port[2];	/* big-endian */
+};
+
+/*
+ * loupe_pol_names: LPM trie on names, reversed ("moc.iapnepo.ipa") so that a "*.suffix" is
+ * a prefix: the reversed suffix and a dot. An exact name ends with a NUL. Names are lower
+ * case without a trailing dot; a reversed name longer than the key holds is cut (its last
+ * labels kept). Prefix 32 of a kind: the rules of that L7 protocol without names.
+ */
+enum loupe_policy_name_kind {
+	LOUPE_POL_NAME_HOST = 1,      /* http.hosts without a port: any port of the Host */
+	LOUPE_POL_NAME_HOST_PORT = 2, /* http.hosts "name:port": port set; no prefix-32 entry */
+	LOUPE_POL_NAME_SNI = 3,
+	LOUPE_POL_NAME_DNS = 4,
+};
+
+struct loupe_policy_name_key {
+	__u32 prefixlen; /* 32 + 8 * bytes of name */
+	__u8 slot;
+	__u8 kind;    /* enum loupe_policy_name_kind */
+	__u8 port[2]; /* LOUPE_POL_NAME_HOST_PORT: big-endian; otherwise 0 */
+	__u8 name[LOUPE_POLICY_NAME_KEY_MAX];
+};
+
+/* loupe_pol_paths: LPM trie on HTTP path prefixes. Prefix 8: http rules without paths. */
+struct loupe_policy_path_key {
+	__u32 prefixlen; /* 8 + 8 * bytes of path */
+	__u8 slot;
+	__u8 path[LOUPE_POLICY_PATH_KEY_MAX];
+};
+
+/*
+ * loupe_pol_methods: array indexed by slot * LOUPE_POLICY_METHODS + method (the order
+ * above): the http rules that allow the method (all methods when a rule lists none).
+ */
+
+/* loupe_pol_hits: per-CPU array of __u64 indexed by slot * LOUPE_POLICY_BITS + bit: flows
+ * decided by the rule. User space zeroes a slot before it fills it. */
+
+/* loupe_pol_sync: array of maps (one slot, inner: array of one __u32), only updated. */
+
+/* Why a POLICY_VERDICT was sent. */
+enum loupe_verdict_reason {
+	LOUPE_VERDICT_RULE = 1,		  /* a rule, or a policy's default (by its bit) */
+	LOUPE_VERDICT_BOUND_EXCEEDED = 2, /* no verdict within LOUPE_POLICY_HOLD_MAX: denied */
+};
+
+/* The name a verdict was reached on (subject). */
+enum loupe_verdict_subject {
+	LOUPE_VERDICT_SUBJECT_NONE = 0,
+	LOUPE_VERDICT_SUBJECT_HTTP_HOST = 1,
+	LOUPE_VERDICT_SUBJECT_TLS_SNI = 2,
+	LOUPE_VERDICT_SUBJECT_DNS_NAME = 3,
+};
+
+struct loupe_event_verdict {
+	struct loupe_event_hdr hdr;
+	__u32 generation;
+	__u16 bit;	   /* the deciding rule; LOUPE_POLICY_BIT_NONE for BOUND_EXCEEDED */
+	__u8 action;	   /* enum loupe_flow_verdict: ALLOW, DENY or AUDIT */
+	__u8 reason;	   /* enum loupe_verdict_reason */
+	__u8 subject_kind; /* enum loupe_verdict_subject */
+	__u8 origin;	   /* enum loupe_direction: who opened the flow */
+	__u16 subject_len;
+	char subject[LOUPE_HTTP_HOST_MAX]; /* NUL-terminated; last: the record ends after it */
 };
 
 #endif /* LOUPE_DATAPATH_H */
