@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * The flow tables: one entry per connection as one pod sees it, both directions together,
- * keyed from the pod's side, IPv4 and IPv6 apart. Creates entries (and FLOW_START events)
- * and keeps per-direction counters. Not for L7 or policy.
+ * keyed from the pod's side, IPv4 and IPv6 apart. Creates entries (and FLOW_START events),
+ * keeps per-direction counters and the policy's verdict. Not for L7 or judging.
  */
 #ifndef LOUPE_BPF_FLOW_H
 #define LOUPE_BPF_FLOW_H
 
-#include "lib/events.h"
+#include "lib/policy.h"
 
 union loupe_any_flow_key {
 	struct loupe_flow_key4 v4;
@@ -104,7 +104,8 @@ static __always_inline void loupe_flow_report_start(struct __sk_buff *skb,
  * The flow table's slow path, out of line: the hot path then keeps neither its stack nor
  * its code, and the verifier checks it once (a global function). In replay mode a packet of
  * a flow known from its other side takes that side's direction; otherwise the flow is
- * created and FLOW_START reported. The packet is s->pkt. Returns the packet's direction,
+ * created, FLOW_START reported and the flow judged by the policy in force (on this packet
+ * when no rule needs L7). The packet is s->pkt. Returns the packet's direction,
  * or -1 when the table refused the entry (counted).
  */
 __noinline int loupe_flow_miss(struct __sk_buff *skb, int dir, __u64 now)
@@ -114,6 +115,7 @@ __noinline int loupe_flow_miss(struct __sk_buff *skb, int dir, __u64 now)
 	struct loupe_scratch *s = loupe_scratch_get();
 	struct loupe_flow fresh = {};
 	const struct loupe_pkt *pkt;
+	int verdict;
 	bool ipv6;
 
 	if (!s || !cnt || !skb)
@@ -134,6 +136,12 @@ __noinline int loupe_flow_miss(struct __sk_buff *skb, int dir, __u64 now)
 	fresh.ifindex = skb->ifindex;
 	fresh.ipv6 = ipv6;
 	fresh.vlan_id = pkt->flags & LOUPE_EVF_VLAN ? pkt->vlan_id : LOUPE_VLAN_NONE;
+	fresh.origin = dir;
+	if (pkt->protocol == IPPROTO_TCP &&
+	    (pkt->tcp_flags & (LOUPE_TCP_SYN | LOUPE_TCP_ACK)) == LOUPE_TCP_SYN) {
+		fresh.client_seq = pkt->tcp_seq + 1;
+		fresh.state = LOUPE_FLOW_SEQ_KNOWN;
+	}
 	if (loupe_flow_create(ipv6, &key, &fresh)) {
 		/* lost a race with another CPU (then the entry is there), or no memory */
 		if (!loupe_flow_lookup(ipv6, &key)) {
@@ -144,6 +152,16 @@ __noinline int loupe_flow_miss(struct __sk_buff *skb, int dir, __u64 now)
 	}
 	cnt->flows_created++;
 	loupe_flow_report_start(skb, pkt, dir, now, cnt);
+
+	verdict = loupe_policy_judge(skb, dir, LOUPE_JUDGE_FIRST, now);
+	if (LOUPE_JUDGED_VERDICT(verdict) != LOUPE_VERDICT_NONE) {
+		struct loupe_flow *flow = loupe_flow_lookup(ipv6, &key);
+
+		if (flow) {
+			flow->verdict = LOUPE_JUDGED_VERDICT(verdict);
+			flow->verdict_bit = LOUPE_JUDGED_BIT(verdict);
+		}
+	}
 	return dir;
 }
 
@@ -181,6 +199,22 @@ loupe_flow_track(struct __sk_buff *skb, const struct loupe_pkt *pkt, __u8 *dir, 
 	}
 	loupe_flow_account(flow, *dir, now, loupe_wire_bytes(skb), pkt->tcp_flags);
 	return flow;
+}
+
+/* Keeps what the policy judge said (LOUPE_JUDGED_*) in the flow. */
+static __always_inline void loupe_flow_judged(struct loupe_flow *flow, int judged)
+{
+	__u8 verdict = LOUPE_JUDGED_VERDICT(judged);
+
+	flow->verdict = verdict;
+	if (verdict != LOUPE_VERDICT_PENDING)
+		flow->verdict_bit = LOUPE_JUDGED_BIT(judged);
+	if (judged & LOUPE_JUDGED_HELD_SET)
+		flow->state |= LOUPE_FLOW_L7_HELD;
+	if (judged & LOUPE_JUDGED_HELD_CLEAR)
+		flow->state &= ~LOUPE_FLOW_L7_HELD;
+	if (judged & LOUPE_JUDGED_TLS_SEEN)
+		flow->state |= LOUPE_FLOW_TLS_SEEN;
 }
 
 #endif

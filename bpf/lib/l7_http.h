@@ -109,7 +109,8 @@ static __always_inline void loupe_http_find_path_end(struct loupe_scratch *s, __
 /*
  * Finds the Host header line: walks the header lines from cur.end (the request target's
  * end). Sets cur.start to the first byte after "host:" and returns 1, or returns 0 at the end
- * of the header block, of the head, or of the step budget.
+ * of the header block, -1 at the end of the head or of the step budget (a later segment may
+ * hold it).
  */
 static __always_inline int loupe_http_find_host(struct loupe_scratch *s, __u32 head_len)
 {
@@ -121,7 +122,7 @@ static __always_inline int loupe_http_find_host(struct loupe_scratch *s, __u32 h
 		__u64 t, line;
 
 		if (pos >= head_len)
-			return 0;
+			return -1;
 		t = loupe_bytes_equal(loupe_buf_u64(&s->head, pos), LOUPE_LANES('\n'));
 		if (!t) {
 			LOUPE_CUR_SET(s, pos, pos + 8);
@@ -129,7 +130,7 @@ static __always_inline int loupe_http_find_host(struct loupe_scratch *s, __u32 h
 		}
 		pos += loupe_first_flagged_byte(t) + 1; /* the next line */
 		if (pos >= head_len)
-			return 0;
+			return -1;
 		line = loupe_buf_u64(&s->head, pos);
 		if ((__u8)line == '\n' || (__u16)line == ('\r' | ('\n' << 8)))
 			return 0; /* empty line: end of the header block */
@@ -141,13 +142,14 @@ static __always_inline int loupe_http_find_host(struct loupe_scratch *s, __u32 h
 		}
 		LOUPE_CUR_SET(s, pos, pos);
 	}
-	return 0;
+	return -1;
 }
 
 /*
  * Bounds the Host value that begins at cur.start: skips leading blanks, ends at CR or LF,
- * drops trailing blanks. Sets cur.start and cur.end. Returns 0, or 1 when the head ended
- * before the line did (the value may go on: it is cut).
+ * drops trailing blanks. Sets cur.start and cur.end. Returns 0; 1 when the value is longer
+ * than what is searched for its end (it is cut); 2 when the head ended before the line did
+ * (cut, and a later segment may hold the rest).
  */
 static __always_inline int loupe_http_trim_value(struct loupe_scratch *s, __u32 head_len)
 {
@@ -187,6 +189,9 @@ static __always_inline int loupe_http_trim_value(struct loupe_scratch *s, __u32 
 		pos += 8;
 	}
 
+	if (cut && pos >= head_len)
+		cut = 2;
+
 	end = LOUPE_CUR_GET(s, end);
 	start = LOUPE_CUR_GET(s, start);
 	for (j = 0; j < LOUPE_HTTP_OWS_MAX; j++) {
@@ -213,6 +218,7 @@ static __always_inline int loupe_http_parse(struct __sk_buff *skb, const struct 
 	struct loupe_event_http *ev = &s->ev.http;
 	__u32 mlen, start, end, len;
 	char *host;
+	int found, cut;
 	__u64 w;
 
 	if (head_len < 8)
@@ -233,6 +239,8 @@ static __always_inline int loupe_http_parse(struct __sk_buff *skb, const struct 
 	end = LOUPE_CUR_GET(s, end);
 	if (end <= start || end > head_len)
 		return 0; /* no request target */
+	if (end == head_len)
+		ev->flags |= LOUPE_L7F_INCOMPLETE;
 	len = end - start;
 	if (len >= LOUPE_HTTP_PATH_MAX) {
 		len = LOUPE_HTTP_PATH_MAX - 1;
@@ -246,12 +254,18 @@ static __always_inline int loupe_http_parse(struct __sk_buff *skb, const struct 
 	host = &ev->strings[ev->path_len & (LOUPE_HTTP_PATH_MAX - 1)] + 1;
 	host[0] = 0;
 	ev->host_len = 0;
-	if (!loupe_http_find_host(s, head_len)) {
+	found = loupe_http_find_host(s, head_len);
+	if (found <= 0) {
 		ev->flags |= LOUPE_L7F_HOST_MISSING;
+		if (found < 0)
+			ev->flags |= LOUPE_L7F_INCOMPLETE;
 		return 1;
 	}
-	if (loupe_http_trim_value(s, head_len))
+	cut = loupe_http_trim_value(s, head_len);
+	if (cut)
 		ev->flags |= LOUPE_L7F_HOST_TRUNCATED;
+	if (cut == 2)
+		ev->flags |= LOUPE_L7F_INCOMPLETE;
 	start = LOUPE_CUR_GET(s, start);
 	end = LOUPE_CUR_GET(s, end);
 	if (end <= start || end > head_len)

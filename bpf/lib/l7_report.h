@@ -90,6 +90,43 @@ static __always_inline int loupe_l7_emit(struct __sk_buff *skb, struct loupe_scr
 	return LOUPE_L7_REPORTED;
 }
 
+/* Parses the HTTP request at the start of s->head (@head_len bytes) into s->ev.http. */
+__noinline int loupe_l7_http_parse_head(struct __sk_buff *skb, __u32 head_len)
+{
+	struct loupe_scratch *s = loupe_scratch_get();
+
+	if (!s || !skb || head_len == 0 || head_len > LOUPE_L7_BUF_MAX)
+		return 0;
+	return loupe_http_parse(skb, &s->pkt, s, head_len);
+}
+
+/* Parses the ClientHello at the start of s->head into s->ev.tls. */
+__noinline int loupe_l7_tls_parse_head(struct __sk_buff *skb)
+{
+	struct loupe_scratch *s = loupe_scratch_get();
+
+	if (!s || !skb)
+		return 0;
+	return loupe_tls_parse(skb, &s->pkt, s, &s->head);
+}
+
+static __always_inline int loupe_l7_emit_http(struct __sk_buff *skb, struct loupe_scratch *s,
+					      int dir, __u64 now)
+{
+	return loupe_l7_emit(skb, s, LOUPE_EV_HTTP_REQUEST, dir, now,
+			     loupe_record_size(offsetof(struct loupe_event_http, strings) + 1,
+					       s->ev.http.path_len + s->ev.http.host_len,
+					       sizeof(s->ev.http)));
+}
+
+static __always_inline int loupe_l7_emit_tls(struct __sk_buff *skb, struct loupe_scratch *s,
+					     int dir, __u64 now)
+{
+	return loupe_l7_emit(skb, s, LOUPE_EV_TLS_CLIENT_HELLO, dir, now,
+			     loupe_record_size(offsetof(struct loupe_event_tls, sni),
+					       s->ev.tls.sni_len, sizeof(s->ev.tls)));
+}
+
 __noinline int loupe_l7_http(struct __sk_buff *skb, int dir, __u64 now)
 {
 	struct loupe_scratch *s = loupe_scratch_get();
@@ -98,12 +135,9 @@ __noinline int loupe_l7_http(struct __sk_buff *skb, int dir, __u64 now)
 	if (!s || !skb)
 		return LOUPE_L7_NOTHING;
 	head_len = loupe_l7_load_head(skb, &s->pkt, s, LOUPE_HTTP_SCAN_MAX);
-	if (!head_len || !loupe_http_parse(skb, &s->pkt, s, head_len))
+	if (!head_len || !loupe_l7_http_parse_head(skb, head_len))
 		return LOUPE_L7_NOTHING;
-	return loupe_l7_emit(skb, s, LOUPE_EV_HTTP_REQUEST, dir, now,
-			     loupe_record_size(offsetof(struct loupe_event_http, strings) + 1,
-					       s->ev.http.path_len + s->ev.http.host_len,
-					       sizeof(s->ev.http)));
+	return loupe_l7_emit_http(skb, s, dir, now);
 }
 
 /* @more: this segment continues a ClientHello being reassembled. */
@@ -139,9 +173,7 @@ __noinline int loupe_l7_tls(struct __sk_buff *skb, int more, int dir, __u64 now)
 		s->ev.tls.flags |= LOUPE_L7F_TLS_REASSEMBLED;
 		bpf_map_delete_elem(&loupe_tls_pending, &key);
 	}
-	return loupe_l7_emit(skb, s, LOUPE_EV_TLS_CLIENT_HELLO, dir, now,
-			     loupe_record_size(offsetof(struct loupe_event_tls, sni),
-					       s->ev.tls.sni_len, sizeof(s->ev.tls)));
+	return loupe_l7_emit_tls(skb, s, dir, now);
 }
 
 __noinline int loupe_l7_dns(struct __sk_buff *skb, int dir, __u64 now)

@@ -101,14 +101,14 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, LOUPE_POLICY_IFACE_MAX);
+	__uint(max_entries, LOUPE_POL_IFACES_MAX);
 	__type(key, struct loupe_policy_iface_key);
 	__type(value, struct loupe_policy_bits);
 } loupe_pol_ifaces SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, LOUPE_POLICY_ADDR_MAX);
+	__uint(max_entries, LOUPE_POL_ADDRS_MAX);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct loupe_policy_addr_key);
 	__type(value, struct loupe_policy_bits);
@@ -116,7 +116,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, LOUPE_POLICY_PORT_MAX);
+	__uint(max_entries, LOUPE_POL_PORTS_MAX);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct loupe_policy_port_key);
 	__type(value, struct loupe_policy_bits);
@@ -124,7 +124,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, LOUPE_POLICY_NAME_MAX);
+	__uint(max_entries, LOUPE_POL_NAMES_MAX);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct loupe_policy_name_key);
 	__type(value, struct loupe_policy_bits);
@@ -132,7 +132,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, LOUPE_POLICY_PATH_MAX);
+	__uint(max_entries, LOUPE_POL_PATHS_MAX);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct loupe_policy_path_key);
 	__type(value, struct loupe_policy_bits);
@@ -169,6 +169,26 @@ struct {
 	.values = { [0] = &loupe_pol_sync_inner },
 };
 
+/* The policy judge's working memory: bitmaps and keys are too large for the stack. */
+struct loupe_policy_work {
+	struct loupe_policy_bits cand; /* the rules that still fit */
+	struct loupe_policy_bits l7;   /* the L7 rules that fit the request */
+	struct loupe_policy_bits tmp;
+	struct loupe_flow_key held_key; /* of loupe_tls_pending: a request being held */
+	struct loupe_policy_iface_key iface_key;
+	struct loupe_policy_addr_key addr_key;
+	struct loupe_policy_port_key port_key;
+	struct loupe_policy_name_key name_key;
+	__u8 name_key_slack[8]; /* word stores may reach past the key */
+	struct loupe_policy_path_key path_key;
+	__u8 path_key_slack[8];
+	__u8 name_stage[8 + LOUPE_HTTP_HOST_MAX + 8]; /* a name with 8 zero bytes before it */
+	struct loupe_event_verdict ev;
+	__u8 ev_slack[8];    /* word copies of the subject may reach past the event */
+	__u32 host_name_len; /* the Host of s->ev.http without its port */
+	__u32 host_port;     /* its port, 0 when it gives none */
+};
+
 struct loupe_scratch {
 	struct loupe_l7_buf head;	  /* the head of the segment being parsed */
 	struct loupe_pkt pkt;		  /* the packet being parsed, handed to the L7 parsers */
@@ -182,6 +202,7 @@ struct loupe_scratch {
 		struct loupe_event_flow flow;
 	} ev;
 	__u8 ev_slack[64]; /* word copies of DNS labels may reach past the event */
+	struct loupe_policy_work pol;
 };
 
 struct {

@@ -43,6 +43,12 @@ union loupe_addr {
 	__u64 d[2];
 };
 
+/* TCP flag bits (the 14th byte of the header) */
+#define LOUPE_TCP_FIN 0x01
+#define LOUPE_TCP_SYN 0x02
+#define LOUPE_TCP_RST 0x04
+#define LOUPE_TCP_ACK 0x10
+
 struct loupe_pkt {
 	union loupe_addr saddr; /* IPv4-mapped for IPv4 */
 	union loupe_addr daddr;

@@ -318,7 +318,9 @@ static void check_row(struct fx *fx, const struct parse_row *row, const struct l
 	fx_eq(fx, "flow.ipv6", flow.ipv6, spec->ipv6);
 	fx_eq(fx, "flow.vlan_id", flow.vlan_id,
 	      want->flags & LOUPE_EVF_VLAN ? want->vlan_id : LOUPE_VLAN_NONE);
-	fx_eq(fx, "flow.state", flow.state, 0);
+	/* a flow opened by a SYN knows where its client's payload begins */
+	fx_eq(fx, "flow.state", flow.state,
+	      (frame_tcp_flags(spec, &pkt) & 0x12) == 0x02 ? LOUPE_FLOW_SEQ_KNOWN : 0);
 	fx_eq(fx, "flow.first_seen_ns == last_seen_ns", flow.first_seen_ns, flow.last_seen_ns);
 	if (fx->replay)
 		fx_eq(fx, "flow.first_seen_ns (replay)", flow.first_seen_ns, ts);

@@ -115,6 +115,9 @@ enum loupe_l7_flags {
 	LOUPE_L7F_DNS_NAME_INVALID = 1 << 5, /* looping pointer, bad label, too long */
 	LOUPE_L7F_DNS_OVER_TCP = 1 << 6,
 	LOUPE_L7F_TLS_REASSEMBLED = 1 << 7, /* the ClientHello spanned several segments */
+	/* HTTP: the request line or the Host line runs past the bytes parsed, and no end of the
+	 * header block was seen: a later segment may complete the request */
+	LOUPE_L7F_INCOMPLETE = 1 << 8,
 };
 
 /*
@@ -148,6 +151,7 @@ enum loupe_flow_state {
 	LOUPE_FLOW_DNS_SEEN = 1 << 1,
 	LOUPE_FLOW_TLS_PENDING = 1 << 2, /* a ClientHello is being reassembled */
 	LOUPE_FLOW_L7_HELD = 1 << 3,	 /* policy: a request is being reassembled for a verdict */
+	LOUPE_FLOW_SEQ_KNOWN = 1 << 4,	 /* client_seq is valid: the flow began with a SYN */
 };
 
 /* loupe_flow.verdict: what the policy in force decided for the flow. */
@@ -178,6 +182,10 @@ struct loupe_flow {
 	__u8 origin;	   /* enum loupe_direction of the packet that opened the flow */
 	__u16 verdict_bit; /* the deciding rule (struct loupe_policy_meta) when decided */
 	__u8 pad[2];
+	/* TCP: the sequence number of the client's first payload byte, from its SYN (state
+	 * LOUPE_FLOW_SEQ_KNOWN): a request judged for a policy must begin there */
+	__u32 client_seq;
+	__u32 pad2;
 };
 
 #define LOUPE_VLAN_NONE 0xffff
@@ -290,11 +298,11 @@ struct loupe_counters {
 #define LOUPE_POLICY_METHODS	  9	/* GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH */
 #define LOUPE_POLICY_NAME_KEY_MAX 252	/* bytes of a reversed name in a key, its NUL included */
 #define LOUPE_POLICY_PATH_KEY_MAX 255	/* bytes of an HTTP path prefix in a key */
-#define LOUPE_POLICY_ADDR_MAX	  65536 /* entries of loupe_pol_addrs, both slots */
-#define LOUPE_POLICY_PORT_MAX	  65536
-#define LOUPE_POLICY_NAME_MAX	  65536
-#define LOUPE_POLICY_PATH_MAX	  16384
-#define LOUPE_POLICY_IFACE_MAX	  8192
+#define LOUPE_POL_ADDRS_MAX	  65536 /* entries of loupe_pol_addrs, both slots */
+#define LOUPE_POL_PORTS_MAX	  65536
+#define LOUPE_POL_NAMES_MAX	  65536
+#define LOUPE_POL_PATHS_MAX	  16384
+#define LOUPE_POL_IFACES_MAX	  8192
 #define LOUPE_POLICY_BIT_NONE	  0xffff /* loupe_flow.verdict_bit, events: no rule */
 /* Bytes of a request held for a verdict: a longer header block or ClientHello is denied. */
 #define LOUPE_POLICY_HOLD_MAX LOUPE_L7_BUF_MAX
