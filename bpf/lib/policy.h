@@ -375,6 +375,10 @@ __noinline int loupe_policy_judge(struct __sk_buff *skb, int dir, int l7, __u64 
 		return LOUPE_VERDICT_NONE;
 
 	if (l7 == LOUPE_JUDGE_BOUND) {
+		struct loupe_counters *cnt = loupe_counters_get();
+
+		if (cnt)
+			cnt->policy_bound_exceeded++;
 		bit = LOUPE_POLICY_BIT_NONE;
 		action = LOUPE_VERDICT_DENY;
 		goto report;
@@ -499,13 +503,14 @@ static __always_inline int loupe_policy_request_kind(const struct loupe_l7_buf *
 		return LOUPE_REQUEST_TLS;
 	if (len >= 1 && (__u8)w == 0x16 && (len < 2 || (__u8)(w >> 8) == 0x03))
 		return LOUPE_REQUEST_MAYBE;
-	/* the beginning of a method: upper-case letters, then perhaps its space */
+	/* a method cut short, or a method, its space and the start of a target: upper-case
+	 * letters up to the first space, anything after it */
 	for (j = 0; j < 7; j++) {
 		__u8 c = w >> (8 * j);
 
-		if (j >= len)
-			return LOUPE_REQUEST_MAYBE;
-		if ((c < 'A' || c > 'Z') && c != ' ')
+		if (j >= len || c == ' ')
+			return j > 0 ? LOUPE_REQUEST_MAYBE : LOUPE_REQUEST_OTHER;
+		if (c < 'A' || c > 'Z')
 			return LOUPE_REQUEST_OTHER;
 	}
 	return LOUPE_REQUEST_MAYBE;
