@@ -16,6 +16,8 @@
 #include "datapath.h"
 #include "loupe_empty.skel.h"
 #include "pktbuild.h"
+#include "policy.h"
+#include "policy_apply.h"
 
 #define REPEAT	  1000000u /* runs per measurement */
 #define ROUNDS	  5	   /* measurements per case; the median is reported */
@@ -26,6 +28,7 @@ enum bench_mode {
 	BENCH_REPEAT,	/* one BPF_PROG_TEST_RUN with .repeat = REPEAT */
 	BENCH_CHUNKED,	/* emits an event per run: .repeat = CHUNK, drained in between */
 	BENCH_ONE_SHOT, /* state changes after one run (TLS): fresh flow, .repeat = 1 */
+	BENCH_NEW_FLOW, /* the packet opens its flow: forgotten before each single run */
 };
 
 struct bench_case {
@@ -33,6 +36,7 @@ struct bench_case {
 	struct loupe_pkt_spec pkt;
 	bool baseline;	/* the empty program */
 	bool setup_syn; /* open the flow with a SYN first */
+	bool policy;	/* on the datapath with POLICY_SET in force */
 	enum bench_mode mode;
 	double target; /* ratio to the baseline; 0: none */
 };
@@ -46,6 +50,42 @@ static const struct loupe_pkt_tls tls_ch = { .sni = "www.example.test",
 					     .versions = { 0x0a0a, 0x0304, 0x0303 },
 					     .key_share = 32 };
 static const struct loupe_pkt_dns dns_q = { .id = 0x4242, .qname = "api.example.test", .qtype = 1 };
+static const struct loupe_pkt_http http_ai = {
+	.method = "POST", .path = "/v1/chat/completions", .host = "api.openai.com", .host_index = 1
+};
+
+/*
+ * A set as a cluster might have: the AI egress example of docs/policy.md, and 60 CIDR/port
+ * rules before it. The packets below are judged against all of it.
+ */
+#define POLICY_RULE_CIDR(i)                                                                        \
+	"{\"name\":\"net-" #i "\",\"direction\":\"egress\",\"match\":{\"cidrs\":[\"10." #i         \
+	".0.0/16\"],\"ports\":[{\"port\":22}]},\"action\":\"deny\"},"
+#define POLICY_RULES_10(d)                                                                         \
+	POLICY_RULE_CIDR(d##0)                                                                     \
+	POLICY_RULE_CIDR(d##1)                                                                     \
+	POLICY_RULE_CIDR(d##2) POLICY_RULE_CIDR(d##3) POLICY_RULE_CIDR(d##4)                       \
+		POLICY_RULE_CIDR(d##5) POLICY_RULE_CIDR(d##6) POLICY_RULE_CIDR(d##7)               \
+			POLICY_RULE_CIDR(d##8) POLICY_RULE_CIDR(d##9)
+static const char POLICY_SET[] =
+	"[{\"apiVersion\":\"loupe.dev/v1\",\"kind\":\"Policy\",\"metadata\":{\"name\":\"nets\"},"
+	"\"spec\":{\"priority\":10,\"podSelector\":{},\"rules\":[" POLICY_RULES_10(
+		1) POLICY_RULES_10(2) POLICY_RULES_10(3) POLICY_RULES_10(4) POLICY_RULES_10(5)
+		POLICY_RULES_10(
+			6) "{\"name\":\"last\",\"direction\":\"ingress\","
+			   "\"match\":{},\"action\":\"audit\"}]}},"
+			   "{\"apiVersion\":\"loupe.dev/"
+			   "v1\",\"kind\":\"Policy\",\"metadata\":{\"name\":\"ai\"},"
+			   "\"spec\":{\"priority\":20,\"podSelector\":{},\"rules\":["
+			   "{\"name\":\"llm-sni\",\"direction\":\"egress\",\"match\":{\"tls\":{"
+			   "\"sni\":["
+			   "\"api.openai.com\",\"*.anthropic.com\"]}},\"action\":\"deny\"},"
+			   "{\"name\":\"llm-host\",\"direction\":\"egress\",\"match\":{\"http\":{"
+			   "\"hosts\":["
+			   "\"api.openai.com\",\"*.anthropic.com\"]}},\"action\":\"audit\"},"
+			   "{\"name\":\"llm-dns\",\"direction\":\"egress\",\"match\":{\"dns\":{"
+			   "\"names\":["
+			   "\"api.openai.com\",\"*.anthropic.com\"]}},\"action\":\"audit\"}]}}]";
 
 #define DATA_128                                                                                   \
 	"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"         \
@@ -85,6 +125,36 @@ static const struct bench_case cases[] = {
 	  { .proto = IPPROTO_TCP, .dport = 443, .tls = &tls_ch },
 	  .baseline = true,
 	  .mode = BENCH_ONE_SHOT },
+	/* policies: the same packets with POLICY_SET in force; compare with the rows above */
+	{ "policy: established, allowed",
+	  { .proto = IPPROTO_TCP, .dport = 8080, .payload = DATA_128 },
+	  .setup_syn = true,
+	  .policy = true,
+	  .target = 2.0 },
+	{ "new flow (SYN), no policy",
+	  { .proto = IPPROTO_TCP, .dport = 8080, .tcp = { .flags = LOUPE_TCP_SYN } },
+	  .mode = BENCH_NEW_FLOW },
+	{ "policy: new flow judged on L4",
+	  { .proto = IPPROTO_TCP, .dport = 8080, .tcp = { .flags = LOUPE_TCP_SYN } },
+	  .policy = true,
+	  .mode = BENCH_NEW_FLOW },
+	{ "policy: HTTP request judged",
+	  { .proto = IPPROTO_TCP, .dport = 80, .http = &http_ai },
+	  .setup_syn = true,
+	  .policy = true,
+	  .mode = BENCH_ONE_SHOT,
+	  .target = 6.0 },
+	{ "policy: DNS query judged",
+	  { .proto = IPPROTO_UDP, .dport = 53, .dns = &dns_q },
+	  .policy = true,
+	  .mode = BENCH_NEW_FLOW,
+	  .target = 6.0 },
+	{ "policy: TLS ClientHello judged",
+	  { .proto = IPPROTO_TCP, .dport = 443, .tls = &tls_ch },
+	  .setup_syn = true,
+	  .policy = true,
+	  .mode = BENCH_ONE_SHOT,
+	  .target = 6.0 },
 };
 
 static int on_record(void *ctx, const void *record, size_t size)
@@ -113,11 +183,11 @@ static int test_run(int prog_fd, const struct loupe_pkt *pkt, unsigned repeat, d
 }
 
 /* Forgets the flow of an IPv4 packet sent by the pod, so that the next one opens it anew. */
-static void forget_flow4(struct loupe_datapath *dp, const struct loupe_pkt *pkt)
+static void forget_flow4(struct loupe_datapath *dp, const struct loupe_pkt *pkt, uint8_t protocol)
 {
 	struct loupe_flow_key4 key = { .pod_port = htons(pkt->sport),
 				       .peer_port = htons(pkt->dport),
-				       .protocol = IPPROTO_TCP };
+				       .protocol = protocol };
 
 	memcpy(&key.pod_addr, pkt->src + 12, 4);
 	memcpy(&key.peer_addr, pkt->dst + 12, 4);
@@ -159,11 +229,14 @@ static int measure(struct loupe_datapath *dp, int prog_fd, const struct bench_ca
 		*ret_ns = sum / n;
 		return 0;
 	case BENCH_ONE_SHOT:
+	case BENCH_NEW_FLOW:
 		for (i = 0; i < ONE_SHOTS; i++) {
 			if (!c->baseline) {
-				forget_flow4(dp, pkt);
-				err = loupe_datapath_run(dp, LOUPE_DIR_POD_EGRESS, syn->buf,
-							 syn->len, 0, &rc);
+				forget_flow4(dp, pkt, c->pkt.proto);
+				err = c->mode == BENCH_NEW_FLOW
+					      ? 0
+					      : loupe_datapath_run(dp, LOUPE_DIR_POD_EGRESS,
+								   syn->buf, syn->len, 0, &rc);
 				if (err)
 					return err;
 			}
@@ -185,7 +258,10 @@ int main(void)
 {
 	const size_t ncases = sizeof(cases) / sizeof(cases[0]);
 	struct loupe_datapath_opts opts = { 0 };
-	struct loupe_datapath *dp = NULL;
+	struct loupe_datapath *dp = NULL, *dp_policy = NULL;
+	struct loupe_policy_runtime *rt = NULL;
+	struct loupe_policy_set *set = NULL;
+	struct loupe_policy_error perr;
 	struct loupe_empty_bpf *empty = NULL;
 	double median[sizeof(cases) / sizeof(cases[0])];
 	double base_repeat = 0, base_one_shot = 0;
@@ -200,6 +276,21 @@ int main(void)
 			err == -EPERM ? " (needs root)" : "");
 		goto out;
 	}
+	err = loupe_datapath_open(&opts, on_record, NULL, &dp_policy);
+	if (!err)
+		err = loupe_policy_runtime_open(dp_policy, &rt);
+	set = calloc(1, sizeof(*set));
+	if (!err && !set)
+		err = -ENOMEM;
+	if (!err)
+		err = loupe_policy_parse(POLICY_SET, strlen(POLICY_SET), "bench", set, &perr);
+	if (!err)
+		err = loupe_policy_apply(rt, set, NULL, 0, &perr);
+	if (err) {
+		fprintf(stderr, "bench-datapath: the policy datapath: %s (%s: %s)\n",
+			strerror(-err), perr.path, perr.message);
+		goto out;
+	}
 	empty = loupe_empty_bpf__open_and_load();
 	if (!empty) {
 		fprintf(stderr, "bench-datapath: loading loupe_empty: %s\n", strerror(errno));
@@ -208,8 +299,9 @@ int main(void)
 
 	for (i = 0; i < ncases; i++) {
 		const struct bench_case *c = &cases[i];
+		struct loupe_datapath *cdp = c->policy ? dp_policy : dp;
 		int prog_fd = c->baseline ? bpf_program__fd(empty->progs.loupe_empty)
-					  : loupe_datapath_prog_fd(dp, LOUPE_DIR_POD_EGRESS);
+					  : loupe_datapath_prog_fd(cdp, LOUPE_DIR_POD_EGRESS);
 		struct loupe_pkt pkt, syn;
 		struct loupe_pkt_spec spec = c->pkt;
 		double runs[ROUNDS];
@@ -221,7 +313,7 @@ int main(void)
 			goto out;
 		}
 		if (c->setup_syn && !c->baseline) {
-			err = loupe_datapath_run(dp, LOUPE_DIR_POD_EGRESS, syn.buf, syn.len, 0,
+			err = loupe_datapath_run(cdp, LOUPE_DIR_POD_EGRESS, syn.buf, syn.len, 0,
 						 &rc);
 			if (err) {
 				fprintf(stderr, "bench-datapath: %s: SYN: %s\n", c->name,
@@ -230,7 +322,7 @@ int main(void)
 			}
 		}
 		for (r = 0; r < ROUNDS; r++) {
-			err = measure(dp, prog_fd, c, &pkt, &syn, &runs[r]);
+			err = measure(cdp, prog_fd, c, &pkt, &syn, &runs[r]);
 			if (err) {
 				fprintf(stderr, "bench-datapath: %s: %s\n", c->name,
 					strerror(-err));
@@ -247,13 +339,15 @@ int main(void)
 
 	printf("bench-datapath: BPF_PROG_TEST_RUN, median of %d measurements of %u runs;\n"
 	       "  cases with an event per run: chunks of %u runs, ring buffer drained between;\n"
-	       "  TLS: %u single runs on a fresh flow each (a flow is ciphertext after one\n"
-	       "  ClientHello), against the empty program run the same way\n\n",
-	       ROUNDS, REPEAT, CHUNK, ONE_SHOTS);
+	       "  TLS, new flows and judged requests: %u single runs on a fresh flow each,\n"
+	       "  against the empty program run the same way; \"policy:\" rows have a set\n"
+	       "  of %u rules in force (AI egress and 60 CIDR rules before it)\n\n",
+	       ROUNDS, REPEAT, CHUNK, ONE_SHOTS, set->n_rules);
 	printf("%-32s %10s %8s %8s  %s\n", "case", "ns/packet", "ratio", "target", "");
 	for (i = 0; i < ncases; i++) {
 		const struct bench_case *c = &cases[i];
-		double base = c->mode == BENCH_ONE_SHOT ? base_one_shot : base_repeat;
+		double base = c->mode == BENCH_REPEAT || c->mode == BENCH_CHUNKED ? base_repeat
+										  : base_one_shot;
 		double ratio = base > 0 ? median[i] / base : 0;
 		char target[16] = "-";
 
@@ -277,6 +371,9 @@ int main(void)
 	ret = EXIT_SUCCESS;
 out:
 	loupe_empty_bpf__destroy(empty);
+	loupe_policy_runtime_free(rt);
+	loupe_policy_set_free(set);
+	loupe_datapath_free(dp_policy);
 	loupe_datapath_free(dp);
 	return ret;
 }

@@ -361,7 +361,7 @@ struct loupe_policy_port_key {
 };
 
 /*
- * loupe_pol_names: LPM trie on names, reversed ("moc.iapnepo.ipa") so that a "*.suffix" is
+ * loupe_pol_names: LPM trie on names, reversed ("moc.ianepo.ipa") so that a "*.suffix" is
  * a prefix: the reversed suffix and a dot. An exact name ends with a NUL. Names are lower
  * case without a trailing dot; a reversed name longer than the key holds is cut (its last
  * labels kept). Prefix 32 of a kind: the rules of that L7 protocol without names.
