@@ -233,12 +233,13 @@ static int slot_clear(struct loupe_policy_runtime *rt, uint32_t slot)
 	return bpf_map_update_elem(rt->fd[MAP_META], &slot, &meta, BPF_ANY);
 }
 
-static int hits_zero(struct loupe_policy_runtime *rt, uint32_t slot)
+/* Zeroes the hit counters of the first @n_bits bits of @slot: only those are ever read. */
+static int hits_zero(struct loupe_policy_runtime *rt, uint32_t slot, uint32_t n_bits)
 {
 	int r = 0;
 
 	memset(rt->percpu, 0, rt->ncpus * sizeof(*rt->percpu));
-	for (uint32_t bit = 0; bit < LOUPE_POLICY_BITS && !r; bit++) {
+	for (uint32_t bit = 0; bit < n_bits && bit < LOUPE_POLICY_BITS && !r; bit++) {
 		uint32_t key = slot * LOUPE_POLICY_BITS + bit;
 
 		r = bpf_map_update_elem(rt->fd[MAP_HITS], &key, rt->percpu, BPF_ANY);
@@ -300,7 +301,7 @@ static int slot_fill(struct loupe_policy_runtime *rt, const struct loupe_policy_
 	};
 
 	*ret_failed = MAP_HITS;
-	if ((r = hits_zero(rt, slot)))
+	if ((r = hits_zero(rt, slot, c->meta.n_bits)))
 		return r;
 	*ret_failed = MAP_IFACES;
 	for (size_t i = 0; i < n_ifaces && !r; i++) {

@@ -178,13 +178,15 @@ struct loupe_policy_work {
 	struct loupe_policy_iface_key iface_key;
 	struct loupe_policy_addr_key addr_key;
 	struct loupe_policy_port_key port_key;
-	struct loupe_policy_name_key name_key;
+	struct loupe_policy_name_key name_key __attribute__((aligned(8))); /* word stores */
 	__u8 name_key_slack[8]; /* word stores may reach past the key */
-	struct loupe_policy_path_key path_key;
+	struct loupe_policy_path_key path_key __attribute__((aligned(8)));
 	__u8 path_key_slack[8];
-	__u8 name_stage[8 + LOUPE_HTTP_HOST_MAX + 8]; /* a name with 8 zero bytes before it */
+	/* a name with 8 zero bytes before it */
+	__u8 name_stage[8 + LOUPE_HTTP_HOST_MAX + 8] __attribute__((aligned(8)));
 	struct loupe_event_verdict ev;
 	__u8 ev_slack[8];    /* word copies of the subject may reach past the event */
+	__u32 n_words;	     /* words of the bitmaps the set in force uses */
 	__u32 host_name_len; /* the Host of s->ev.http without its port */
 	__u32 host_port;     /* its port, 0 when it gives none */
 };

@@ -35,32 +35,63 @@ enum loupe_judge_l7 {
 #define LOUPE_JUDGED_BIT(r)	   (((__u32)(r) >> 16) & 0xffff)
 #define LOUPE_JUDGED(verdict, bit) ((verdict) | ((__u32)(bit) << 16))
 
-static __always_inline void loupe_bits_and(struct loupe_policy_bits *dst,
-					   const struct loupe_policy_bits *src)
+/*
+ * Bitmap loops run over the words a set uses (s->pol.n_words, from meta.n_bits), not over
+ * all LOUPE_POLICY_WORDS: a set of 50 rules costs one word. They are global functions: the
+ * verifier checks each loop once, not once for every state a caller reaches it in. The
+ * barriers keep clang from turning them into memcpy()/memset(), which BPF does not have.
+ */
+__noinline int loupe_bits_and(struct loupe_policy_bits *dst, const struct loupe_policy_bits *src,
+			      __u32 n)
 {
-	/* memory to memory: clang would keep 16 words in registers and spill them */
-	asm volatile("" ::: "memory");
-	for (int i = 0; i < LOUPE_POLICY_WORDS; i++)
+	if (!dst || !src)
+		return 0;
+	for (int i = 0; i < LOUPE_POLICY_WORDS; i++) {
+		if (i >= n)
+			break;
 		dst->w[i] &= src->w[i];
+	}
+	return 0;
 }
 
-/* A word loop: a struct assignment of 128 bytes would go through the stack. */
-static __always_inline void loupe_bits_copy(struct loupe_policy_bits *dst,
-					    const struct loupe_policy_bits *src)
+__noinline int loupe_bits_or(struct loupe_policy_bits *dst, const struct loupe_policy_bits *src,
+			     __u32 n)
 {
-	/* memory to memory: clang would keep 16 words in registers and spill them */
-	asm volatile("" ::: "memory");
-	for (int i = 0; i < LOUPE_POLICY_WORDS; i++)
-		dst->w[i] = src->w[i];
-}
-
-static __always_inline void loupe_bits_or(struct loupe_policy_bits *dst,
-					  const struct loupe_policy_bits *src)
-{
-	/* memory to memory: clang would keep 16 words in registers and spill them */
-	asm volatile("" ::: "memory");
-	for (int i = 0; i < LOUPE_POLICY_WORDS; i++)
+	if (!dst || !src)
+		return 0;
+	for (int i = 0; i < LOUPE_POLICY_WORDS; i++) {
+		if (i >= n)
+			break;
 		dst->w[i] |= src->w[i];
+	}
+	return 0;
+}
+
+__noinline int loupe_bits_copy(struct loupe_policy_bits *dst, const struct loupe_policy_bits *src,
+			       __u32 n)
+{
+	if (!dst || !src)
+		return 0;
+	for (int i = 0; i < LOUPE_POLICY_WORDS; i++) {
+		if (i >= n)
+			break;
+		dst->w[i] = src->w[i];
+		asm volatile("" ::: "memory");
+	}
+	return 0;
+}
+
+__noinline int loupe_bits_zero(struct loupe_policy_bits *dst, __u32 n)
+{
+	if (!dst)
+		return 0;
+	for (int i = 0; i < LOUPE_POLICY_WORDS; i++) {
+		if (i >= n)
+			break;
+		dst->w[i] = 0;
+		asm volatile("" ::: "memory");
+	}
+	return 0;
 }
 
 /* Index of the lowest set bit of a non-zero word: BPF has no count-trailing-zeros. */
@@ -85,11 +116,16 @@ static __always_inline __u32 loupe_lowest_bit(__u64 w)
 }
 
 /* The first rule in @b, or LOUPE_POLICY_BIT_NONE. */
-static __always_inline __u32 loupe_bits_first(const struct loupe_policy_bits *b)
+__noinline __u32 loupe_bits_first(const struct loupe_policy_bits *b, __u32 n)
 {
-	for (int i = 0; i < LOUPE_POLICY_WORDS; i++)
+	if (!b)
+		return LOUPE_POLICY_BIT_NONE;
+	for (int i = 0; i < LOUPE_POLICY_WORDS; i++) {
+		if (i >= n)
+			break;
 		if (b->w[i])
 			return i * 64 + loupe_lowest_bit(b->w[i]);
+	}
 	return LOUPE_POLICY_BIT_NONE;
 }
 
@@ -169,7 +205,7 @@ __noinline int loupe_policy_names_lookup(int src, __u32 len, int kind, __u32 por
 	v = bpf_map_lookup_elem(&loupe_pol_names, &w->name_key);
 	if (!v)
 		return 0;
-	loupe_bits_or(&w->tmp, v);
+	loupe_bits_or(&w->tmp, v, w->n_words);
 	return 1;
 }
 
@@ -222,7 +258,7 @@ __noinline int loupe_policy_http_rules(int slot)
 		return 0;
 	w = &s->pol;
 	http = &s->ev.http;
-	__builtin_memset(&w->l7, 0, sizeof(w->l7));
+	loupe_bits_zero(&w->l7, w->n_words);
 	m = loupe_policy_method_index(http->method);
 	if (m < 0)
 		return 0;
@@ -230,7 +266,7 @@ __noinline int loupe_policy_http_rules(int slot)
 	v = bpf_map_lookup_elem(&loupe_pol_methods, &idx);
 	if (!v)
 		return 0;
-	loupe_bits_copy(&w->l7, v);
+	loupe_bits_copy(&w->l7, v, w->n_words);
 
 	/* the path: byte prefixes */
 	path_len = http->path_len & (LOUPE_HTTP_PATH_MAX - 1);
@@ -240,10 +276,10 @@ __noinline int loupe_policy_http_rules(int slot)
 		*(__u64 *)&w->path_key.path[j * 8] = *(const __u64 *)&http->strings[j * 8];
 	v = bpf_map_lookup_elem(&loupe_pol_paths, &w->path_key);
 	if (!v) {
-		__builtin_memset(&w->l7, 0, sizeof(w->l7));
+		loupe_bits_zero(&w->l7, w->n_words);
 		return 0;
 	}
-	loupe_bits_and(&w->l7, v);
+	loupe_bits_and(&w->l7, v, w->n_words);
 
 	/* the Host: "name" or "name:port"; an IPv6 literal ("[::1]:80") is no name */
 	host_len = http->host_len & (LOUPE_HTTP_HOST_MAX - 1);
@@ -388,7 +424,8 @@ __noinline int loupe_policy_judge(struct __sk_buff *skb, int dir, int l7, __u64 
 	w->iface_key.slot = slot;
 	w->iface_key.ifindex = skb->ifindex;
 	v = bpf_map_lookup_elem(&loupe_pol_ifaces, &w->iface_key);
-	loupe_bits_copy(&w->cand, v ? v : &meta->any_iface);
+	w->n_words = (meta->n_bits + 63) / 64;
+	loupe_bits_copy(&w->cand, v ? v : &meta->any_iface, w->n_words);
 
 	w->addr_key.slot = slot;
 	if (pkt->flags & LOUPE_EVF_IPV6) {
@@ -404,7 +441,7 @@ __noinline int loupe_policy_judge(struct __sk_buff *skb, int dir, int l7, __u64 
 	v = bpf_map_lookup_elem(&loupe_pol_addrs, &w->addr_key);
 	if (!v)
 		return LOUPE_VERDICT_NONE;
-	loupe_bits_and(&w->cand, v);
+	loupe_bits_and(&w->cand, v, w->n_words);
 
 	/* the peer */
 	w->addr_key.kind += LOUPE_POL_ADDR_PEER4 - LOUPE_POL_ADDR_POD4;
@@ -415,7 +452,7 @@ __noinline int loupe_policy_judge(struct __sk_buff *skb, int dir, int l7, __u64 
 	v = bpf_map_lookup_elem(&loupe_pol_addrs, &w->addr_key);
 	if (!v)
 		return LOUPE_VERDICT_NONE;
-	loupe_bits_and(&w->cand, v);
+	loupe_bits_and(&w->cand, v, w->n_words);
 
 	/* direction, protocol and the server's port: the peer's when the pod opened the flow */
 	server_port = bpf_ntohs(egress ? pkt->dport : pkt->sport);
@@ -428,16 +465,16 @@ __noinline int loupe_policy_judge(struct __sk_buff *skb, int dir, int l7, __u64 
 	v = bpf_map_lookup_elem(&loupe_pol_ports, &w->port_key);
 	if (!v)
 		return LOUPE_VERDICT_NONE;
-	loupe_bits_and(&w->cand, v);
+	loupe_bits_and(&w->cand, v, w->n_words);
 
 	if (l7 == LOUPE_JUDGE_FIRST) {
 		/* only TCP and UDP carry what L7 rules match */
 		if (pkt->protocol != IPPROTO_TCP && pkt->protocol != IPPROTO_UDP)
-			loupe_bits_and(&w->cand, &meta->l4_only);
+			loupe_bits_and(&w->cand, &meta->l4_only, w->n_words);
 	} else {
 		if (l7 == LOUPE_JUDGE_HTTP) {
 			/* the Host: its name with any port, or its name and the port it gives */
-			__builtin_memset(&w->tmp, 0, sizeof(w->tmp));
+			loupe_bits_zero(&w->tmp, w->n_words);
 			if (loupe_policy_http_rules(slot)) {
 				loupe_policy_names_lookup(LOUPE_NAME_SRC_HTTP_HOST,
 							  w->host_name_len, LOUPE_POL_NAME_HOST, 0);
@@ -446,9 +483,9 @@ __noinline int loupe_policy_judge(struct __sk_buff *skb, int dir, int l7, __u64 
 						LOUPE_NAME_SRC_HTTP_HOST, w->host_name_len,
 						LOUPE_POL_NAME_HOST_PORT, w->host_port);
 			}
-			loupe_bits_and(&w->l7, &w->tmp);
+			loupe_bits_and(&w->l7, &w->tmp, w->n_words);
 		} else if (l7 == LOUPE_JUDGE_TLS || l7 == LOUPE_JUDGE_DNS) {
-			__builtin_memset(&w->tmp, 0, sizeof(w->tmp));
+			loupe_bits_zero(&w->tmp, w->n_words);
 			if (l7 == LOUPE_JUDGE_TLS)
 				loupe_policy_names_lookup(LOUPE_NAME_SRC_TLS_SNI, s->ev.tls.sni_len,
 							  LOUPE_POL_NAME_SNI, 0);
@@ -456,15 +493,15 @@ __noinline int loupe_policy_judge(struct __sk_buff *skb, int dir, int l7, __u64 
 				loupe_policy_names_lookup(LOUPE_NAME_SRC_DNS_QNAME,
 							  s->ev.dns.qname_len, LOUPE_POL_NAME_DNS,
 							  0);
-			loupe_bits_copy(&w->l7, &w->tmp);
+			loupe_bits_copy(&w->l7, &w->tmp, w->n_words);
 		} else {
-			__builtin_memset(&w->l7, 0, sizeof(w->l7));
+			loupe_bits_zero(&w->l7, w->n_words);
 		}
-		loupe_bits_or(&w->l7, &meta->l4_only);
-		loupe_bits_and(&w->cand, &w->l7);
+		loupe_bits_or(&w->l7, &meta->l4_only, w->n_words);
+		loupe_bits_and(&w->cand, &w->l7, w->n_words);
 	}
 
-	bit = loupe_bits_first(&w->cand);
+	bit = loupe_bits_first(&w->cand, w->n_words);
 	if (bit >= meta->n_bits || bit >= LOUPE_POLICY_BITS)
 		return LOUPE_VERDICT_NONE;
 	if (l7 == LOUPE_JUDGE_FIRST && !loupe_bits_test(&meta->l4_only, bit))

@@ -293,7 +293,7 @@ static char *maps_dump(struct fx *fx, size_t *ret_len)
 		struct bpf_map_info info = { 0 };
 		uint32_t info_len = sizeof(info);
 		int fd = map_fd(fx, names[i]);
-		uint8_t cur[512], next[512], value[2048];
+		static uint8_t cur[512], next[512], value[sizeof(struct loupe_policy_meta)];
 		void *prev = NULL;
 
 		cr_assert_eq(bpf_obj_get_info_by_fd(fd, &info, &info_len), 0);
@@ -442,15 +442,19 @@ Test(policy_apply, refused_set_changes_nothing, .description = "over the limit: 
 
 	cr_assert_not_null(f);
 	fputs("[", f);
-	for (int p = 0; p < 5; p++) {
+	/* more peer addresses than half the address trie holds (both slots live at once) */
+	for (int p = 0; p < 3; p++) {
 		fprintf(f,
 			"%s{'apiVersion':'loupe.dev/v1','kind':'Policy','metadata':{'name':'p%d'},"
 			"'spec':{'podSelector':{},'rules':[",
 			p ? "," : "", p);
-		for (int i = 0; i < 205; i++)
-			fprintf(f,
-				"%s{'name':'r%d','direction':'egress','match':{},'action':'deny'}",
+		for (int i = 0; i < 256; i++) {
+			fprintf(f, "%s{'name':'r%d','direction':'egress','match':{'cidrs':[",
 				i ? "," : "", i);
+			for (int k = 0; k < 64; k++)
+				fprintf(f, "%s'10.%d.%d.%d'", k ? "," : "", p, i, k);
+			fputs("]},'action':'deny'}", f);
+		}
 		fputs("]}}", f);
 	}
 	fputs("]", f);
@@ -461,7 +465,7 @@ Test(policy_apply, refused_set_changes_nothing, .description = "over the limit: 
 	apply_ok(rt, SET_A, IFACES, ARRAY_SIZE(IFACES));
 	before = maps_dump(fx, &before_len);
 	cr_expect_eq(loupe_policy_apply(rt, big, IFACES, ARRAY_SIZE(IFACES), &e), -EINVAL);
-	cr_expect(strstr(e.message, "1025 rules and default actions"), "%s", e.message);
+	cr_expect(strstr(e.message, "loupe_pol_addrs"), "%s", e.message);
 	after = maps_dump(fx, &after_len);
 	cr_expect_eq(after_len, before_len);
 	cr_expect(after_len == before_len && !memcmp(before, after, before_len),

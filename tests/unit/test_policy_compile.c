@@ -530,56 +530,49 @@ Test(policy_compile, labels_selector_selects_nothing, .description = "its bits i
 	loupe_policy_set_free(set);
 }
 
-Test(policy_compile, bit_limit, .description = "1025 rules and defaults are refused, 1024 fit")
+Test(policy_compile, largest_set, .description = "the most the parser accepts fits the datapath")
 {
+	struct loupe_policy_compiled *c = NULL;
+	struct loupe_policy_set *set;
+	struct loupe_policy_error e;
 	char *json = NULL;
 	size_t len = 0;
 	FILE *f;
+	int r;
 
-	for (int defaults = 0; defaults <= 1; defaults++) {
-		struct loupe_policy_compiled *c = NULL;
-		struct loupe_policy_set *set;
-		struct loupe_policy_error e;
-		int r;
+	/* LOUPE_POLICY_SET_RULES_MAX rules in 40 policies, and LOUPE_POLICY_SET_MAX policies
+	 * with a defaultAction each: bits past these are unreachable */
+	f = open_memstream(&json, &len);
+	cr_assert_not_null(f);
+	fputs("[", f);
+	for (int p = 0; p < LOUPE_POLICY_SET_MAX; p++) {
+		int rules = p < 40 ? LOUPE_POLICY_SET_RULES_MAX / 40 : 0;
 
-		/* four policies of 256 rules; one more bit: a defaultAction */
-		f = open_memstream(&json, &len);
-		cr_assert_not_null(f);
-		fputs("[", f);
-		for (int p = 0; p < 4; p++) {
+		fprintf(f,
+			"%s{'apiVersion':'loupe.dev/v1','kind':'Policy','metadata':"
+			"{'name':'p%04d'},'spec':{'podSelector':{},'defaultAction':'audit',"
+			"'rules':[",
+			p ? "," : "", p);
+		for (int i = 0; i < rules; i++)
 			fprintf(f,
-				"%s{'apiVersion':'loupe.dev/v1','kind':'Policy','metadata':"
-				"{'name':'p%d'},'spec':{'podSelector':{},%s'rules':[",
-				p ? "," : "", p,
-				p == 3 && defaults ? "'defaultAction':'deny'," : "");
-			for (int i = 0; i < 256; i++)
-				fprintf(f,
-					"%s{'name':'r%d','direction':'egress','match':"
-					"{'ports':[{'port':%d}]},'action':'deny'}",
-					i ? "," : "", i, i + 1);
-			fputs("]}}", f);
-		}
-		fputs("]", f);
-		fclose(f);
-		set = parse(json);
-		free(json);
-
-		memset(&e, 'x', sizeof(e));
-		r = loupe_policy_compile(set, 0, 1, &c, &e);
-		if (defaults) {
-			cr_expect_eq(r, -EINVAL);
-			cr_expect_null(c);
-			cr_expect_str_eq(e.path, "");
-			cr_expect_str_eq(e.message,
-					 "the set has 1025 rules and default actions; the "
-					 "datapath holds at most 1024");
-		} else {
-			cr_expect_eq(r, 0, "%s", e.message);
-			cr_expect_eq(c ? c->meta.n_bits : 0, 1024);
-		}
-		loupe_policy_compiled_free(c);
-		loupe_policy_set_free(set);
+				"%s{'name':'r%d','direction':'egress','match':"
+				"{'ports':[{'port':%d}]},'action':'deny'}",
+				i ? "," : "", i, i + 1);
+		fputs("]}}", f);
 	}
+	fputs("]", f);
+	fclose(f);
+	set = parse(json);
+	free(json);
+
+	r = loupe_policy_compile(set, 0, 1, &c, &e);
+	cr_assert_eq(r, 0, "%s", e.message);
+	cr_expect_eq(c->meta.n_bits, LOUPE_POLICY_SET_RULES_MAX + LOUPE_POLICY_SET_MAX);
+	cr_expect_leq(c->meta.n_bits, LOUPE_POLICY_BITS);
+	cr_expect_str_eq(c->bits[LOUPE_POLICY_SET_RULES_MAX].policy, "p0000");
+	cr_expect(c->bits[LOUPE_POLICY_SET_RULES_MAX].is_default);
+	loupe_policy_compiled_free(c);
+	loupe_policy_set_free(set);
 }
 
 Test(policy_compile, map_capacity, .description = "a trie is filled to half at most")

@@ -292,7 +292,8 @@ struct loupe_counters {
  * of the rules of every entry that covers it (the compiler folds shorter prefixes into longer
  * ones), so the longest match alone answers.
  */
-#define LOUPE_POLICY_BITS	  1024 /* rules and defaults of a set, all policies together */
+/* rules and defaults of a set, all policies together (10 000 rules + 1 024 defaults fit) */
+#define LOUPE_POLICY_BITS	  16384
 #define LOUPE_POLICY_WORDS	  (LOUPE_POLICY_BITS / 64)
 #define LOUPE_POLICY_SLOTS	  2
 #define LOUPE_POLICY_METHODS	  9	/* GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH */
