@@ -254,6 +254,11 @@ static __always_inline int loupe_http_parse(struct __sk_buff *skb, const struct 
 	host = &ev->strings[ev->path_len & (LOUPE_HTTP_PATH_MAX - 1)] + 1;
 	host[0] = 0;
 	ev->host_len = 0;
+	if (end < head_len && loupe_buf_u8(&s->head, end) == '\r') {
+		/* no version after the target: HTTP/0.9, a request line alone, no headers */
+		ev->flags |= LOUPE_L7F_HOST_MISSING;
+		return 1;
+	}
 	found = loupe_http_find_host(s, head_len);
 	if (found <= 0) {
 		ev->flags |= LOUPE_L7F_HOST_MISSING;

@@ -482,6 +482,18 @@ Test(policy, http_hosts_methods_paths)
 	      PASS);
 	fx_eq(p->fx, "POST /adminx", http_once(p, "admin_prefix", "POST", "/adminx", "Host: a"),
 	      PASS);
+
+	/* HTTP/0.9: a request line without a version is whole at its end, with no Host */
+	{
+		static const char req09[] = "GET /admin/x\r\n";
+		uint16_t port = pol_connect(p, "http09", false, PEER4, 80, PASS);
+
+		fx_eq(p->fx, "HTTP/0.9",
+		      pol_run(p, "http09", LOUPE_DIR_POD_EGRESS,
+			      SEG(false, PEER4, port, 80, DATA, ISN + 1, req09, strlen(req09))),
+		      PASS);
+		expect_verdict(p, LOUPE_VERDICT_AUDIT, "ai-egress-denied", "audit-http", "");
+	}
 	pol_close(p);
 }
 
