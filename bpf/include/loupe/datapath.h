@@ -181,11 +181,13 @@ struct loupe_flow {
 	__u8 verdict;	   /* enum loupe_flow_verdict */
 	__u8 origin;	   /* enum loupe_direction of the packet that opened the flow */
 	__u16 verdict_bit; /* the deciding rule (struct loupe_policy_meta) when decided */
-	__u8 pad[2];
+	__u16 rewrite;	   /* the rewrite entry + 1 (loupe_pol_rewrites); 0: none */
 	/* TCP: the sequence number of the client's first payload byte, from its SYN (state
 	 * LOUPE_FLOW_SEQ_KNOWN): a request judged for a policy must begin there */
 	__u32 client_seq;
-	__u32 pad2;
+	__u8 rewrite_reported; /* bit per direction: its REWRITE event was sent */
+	__u8 rewrite_slot;     /* the slot the rewrite entry was read from */
+	__u8 pad2[2];
 };
 
 #define LOUPE_VLAN_NONE 0xffff
@@ -271,6 +273,9 @@ struct loupe_counters {
 	__u64 policy_dropped[LOUPE_DIR_MAX];  /* packets dropped by a deny verdict */
 	__u64 policy_bound_exceeded;	      /* requests denied: no verdict within the bound */
 	__u64 policy_out_of_order;	      /* segments dropped while a request was held */
+	__u64 rewritten[LOUPE_DIR_MAX];	      /* packets changed by a rewrite */
+	__u64 rewrite_failed;		   /* a rewrite that could not be applied: passed as is */
+	__u64 rate_limited[LOUPE_DIR_MAX]; /* packets dropped by a pod's rate limit */
 };
 
 /*
@@ -315,9 +320,21 @@ struct loupe_policy_bits {
 /* loupe_pol_active: array of one __u32 at key 0, the slot in force (0 or 1). */
 
 /* loupe_pol_meta: array indexed by slot. */
+/* loupe_policy_meta.flags */
+enum loupe_policy_meta_flags {
+	LOUPE_POL_HAS_MAPPINGS = 1 << 0,    /* a rewrite maps addresses: replies are looked up */
+	LOUPE_POL_HAS_RATE_LIMITS = 1 << 1, /* loupe_rate has entries: packets are metered */
+};
+
 struct loupe_policy_meta {
 	__u32 generation; /* number of the set, increasing; events carry it */
-	__u32 n_bits;	  /* rules + defaults; 0: no policy, nothing is judged */
+	/* bits in use: rules, then defaults (n_rule_bits of them), then rewrites (from
+	 * rewrite_base, n_rewrites); 0: no policy, nothing is judged */
+	__u32 n_bits;
+	__u32 n_rule_bits;
+	__u32 rewrite_base;
+	__u32 n_rewrites;
+	__u32 flags; /* enum loupe_policy_meta_flags */
 	/* rules of the policies that select every interface (no podSelector.interfaces): the
 	 * answer of loupe_pol_ifaces for an interface it has no entry for */
 	struct loupe_policy_bits any_iface;
@@ -398,6 +415,104 @@ struct loupe_policy_path_key {
  * decided by the rule. User space zeroes a slot before it fills it. */
 
 /* loupe_pol_sync: array of maps (one slot, inner: array of one __u32), only updated. */
+
+/*
+ * Rewrites (spec.rewrites, docs/rewrite.md): entries in set order, each a bit after the rules
+ * (meta.rewrite_base + i), matched by the same maps; the first that fits a flow on its first
+ * packet is kept in the flow (loupe_flow.rewrite) and applied to every packet of the flow.
+ * loupe_pol_rewrites: array indexed by slot * LOUPE_REWRITES_MAX + i.
+ */
+#define LOUPE_MAP_POL_REWRITES "loupe_pol_rewrites"
+#define LOUPE_MAP_NAT_REVERSE  "loupe_nat_reverse"
+#define LOUPE_MAP_RATE	       "loupe_rate"
+#define LOUPE_REWRITES_MAX     256 /* rewrite entries in a set */
+#define LOUPE_MASK_HEADERS_MAX 8   /* http.maskHeaders names in one entry */
+#define LOUPE_NAT_REVERSE_MAX  65536
+#define LOUPE_RATE_MAX	       8192   /* pod interfaces with a rate limit, both directions */
+#define LOUPE_REWRITE_NONE     0xffff /* loupe_flow.rewrite: none */
+
+enum loupe_rewrite_actions {
+	LOUPE_RW_MAP = 1 << 0,	     /* destination mapped to map_addr (and map_port) */
+	LOUPE_RW_DSCP = 1 << 1,	     /* DSCP set to dscp */
+	LOUPE_RW_VLAN_PUSH = 1 << 2, /* an 802.1Q tag with vlan_id pushed */
+	LOUPE_RW_VLAN_POP = 1 << 3,  /* the outer tag removed */
+	LOUPE_RW_MASK = 1 << 4,	     /* HTTP request header values masked */
+};
+
+struct loupe_rewrite {
+	__u32 actions;	   /* enum loupe_rewrite_actions */
+	__u8 map_addr[16]; /* IPv4 in the first 4 bytes; the family is the flow's */
+	__u8 map_ipv6;	/* map_addr is an IPv6 address (a flow of the other family is not mapped) */
+	__u8 dscp;	/* 0..63 */
+	__u16 map_port; /* host order; 0: the port is kept */
+	__u16 vlan_id;	/* 1..4094 */
+	__u16 n_mask;	/* mask_hash entries used */
+	/* FNV-1a 64 of each lower-case header name to mask (policy_compile.c and
+	 * bpf/lib/rewrite.h compute it the same way); its length beside it */
+	__u64 mask_hash[LOUPE_MASK_HEADERS_MAX];
+	__u8 mask_len[LOUPE_MASK_HEADERS_MAX];
+};
+
+/*
+ * loupe_nat_reverse: LRU hash. For a mapped flow, the key of its replies' flow as they arrive
+ * (pod, the real peer address and port: the mapping target) -> the address and port the pod
+ * used (the virtual one), so replies are rewritten back before they are tracked.
+ */
+struct loupe_nat_reverse {
+	__u8 virt_addr[16]; /* IPv4-mapped for IPv4 */
+	__u16 virt_port;    /* host order */
+	__u16 pad[3];
+};
+
+/*
+ * loupe_rate: hash keyed by pod interface and direction; user space writes the limit (the
+ * pod's first policy with spec.rateLimits for that direction), the datapath keeps the bucket.
+ */
+struct loupe_rate_key {
+	__u32 ifindex;
+	__u32 direction; /* enum loupe_direction */
+};
+
+struct loupe_rate {
+#ifdef __bpf__
+	struct bpf_spin_lock lock;
+#else
+	__u32 lock; /* struct bpf_spin_lock (linux/bpf.h clashes with pcap's bpf.h) */
+#endif
+	__u32 pad;
+	__u64 bytes_per_sec;
+	__u64 burst;	     /* bytes */
+	__u64 tokens;	     /* bytes, at most burst */
+	__u64 last_ns;	     /* when tokens were last refilled */
+	__u64 dropped;	     /* packets dropped, for the sampled RATE_LIMITED events */
+	__u64 last_event_ns; /* RATE_LIMITED events: at most one per LOUPE_RATE_EVENT_NS */
+	__u32 generation;    /* the set that wrote the limit */
+	__u32 pad2;
+};
+#define LOUPE_RATE_EVENT_NS 100000000ULL /* 100 ms */
+
+/* What a REWRITE event reports (enum loupe_rewrite_actions), once per flow and direction. */
+struct loupe_event_rewrite {
+	struct loupe_event_hdr hdr; /* the packet as it came */
+	__u32 generation;
+	__u16 rewrite; /* the entry: meta.rewrite_base + rewrite is its bit */
+	__u16 pad;
+	__u32 actions;	   /* what was done to this packet */
+	__u8 new_addr[16]; /* MAP: the packet's destination (source on a reply) after */
+	__u16 new_port;
+	__u8 dscp;	   /* DSCP: the value set */
+	__u8 n_masked;	   /* MASK: headers masked */
+	__u16 vlan_id;	   /* VLAN_PUSH: the tag pushed; VLAN_POP: the tag removed */
+	__u16 masked_bits; /* MASK: bit i set when mask_hash[i] was masked */
+};
+
+/* A pod's packets dropped by its rate limit, sampled: counts since the last event. */
+struct loupe_event_rate_limited {
+	struct loupe_event_hdr hdr; /* the packet that triggered the event */
+	__u64 dropped; /* packets dropped since the last event of this pod and direction */
+	__u64 bytes_per_sec;
+	__u64 burst;
+};
 
 /* Why a POLICY_VERDICT was sent. */
 enum loupe_verdict_reason {
