@@ -5,7 +5,7 @@ MAKEFLAGS += --no-print-directory
 JOBS ?= $(shell nproc)
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
-.PHONY: all deps configure build test unit format-check format demo bench clean
+.PHONY: all deps configure build test unit format-check format demo bench clean manifests
 
 all: build
 
@@ -33,16 +33,25 @@ unit: build
 demo: build
 	@scripts/demo
 
-# Figures, never pass/fail: the datapath per packet, the agent's event pipeline, the agent on
-# live pods (throughput and CPU against no agent, tcpdump and nDPI; 200 pods: time, memory).
+# manifests/loupe.yaml from charts/loupe (packaging_manifests fails when it is out of date).
+manifests: deps
+	@/usr/bin/python3 tests/packaging/packaging.py manifests --write
+
+# Figures, never pass/fail: the datapath per packet, the agent's event pipeline, policy sets
+# compiled and applied, the agent on live pods (throughput and CPU against no agent, tcpdump
+# and nDPI; 200 pods: time, memory; a policy file written to its first packet judged).
 bench: build
 	@$(BUILD)/bench/bench-datapath
 	@echo
 	@$(BUILD)/bench/bench-pipeline
 	@echo
+	@$(BUILD)/bench/bench-policy
+	@echo
 	@LOUPE_BIN=$(BUILD)/bin bench/agent-throughput
 	@echo
 	@LOUPE_BIN=$(BUILD)/bin bench/agent-scale
+	@echo
+	@LOUPE_BIN=$(BUILD)/bin bench/policy-update
 
 clean:
 	rm -rf $(BUILD)

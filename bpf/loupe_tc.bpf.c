@@ -14,6 +14,41 @@
 const volatile __u8 loupe_cfg_replay = 0;
 const volatile __u8 loupe_cfg_coarse_clock = 0;
 
+enum {
+	LOUPE_REWRITE_PASS,
+	LOUPE_REWRITE_DROP,
+	LOUPE_REWRITE_RATE_DROP
+};
+
+/* A flow with a rate-limited pod or a rewrite: meter the packet, then change it. */
+static __always_inline int loupe_handle_rewrite(struct __sk_buff *skb, struct loupe_flow *flow,
+						const struct loupe_pkt *pkt, __u8 dir, __u64 now)
+{
+	struct loupe_scratch *s = loupe_scratch_get();
+	int reported;
+
+	if (!s)
+		return LOUPE_REWRITE_PASS;
+	s->pkt = *pkt;
+	if ((flow->state & LOUPE_FLOW_RATE_LIMITED) && loupe_rate_check(skb, dir, now))
+		return LOUPE_REWRITE_RATE_DROP;
+	if (!flow->rw_actions)
+		return LOUPE_REWRITE_PASS;
+	s->rw.flow_actions = flow->rw_actions;
+	s->rw.flow_rewrite = flow->rewrite;
+	s->rw.flow_slot = flow->rewrite_slot;
+	s->rw.flow_generation = flow->rewrite_generation;
+	s->rw.flow_port = flow->rw_port;
+	s->rw.flow_vlan_id = flow->rw_vlan_id;
+	s->rw.flow_dscp = flow->rw_dscp;
+	__builtin_memcpy(s->rw.flow_addr, flow->rw_addr, 16);
+	reported = loupe_rewrite_apply(skb, dir, flow->origin, flow->rewrite_reported, now);
+	if (reported < 0)
+		return LOUPE_REWRITE_DROP;
+	flow->rewrite_reported = reported;
+	return LOUPE_REWRITE_PASS;
+}
+
 static __always_inline int loupe_handle(struct __sk_buff *skb, __u8 dir)
 {
 	struct loupe_counters *cnt = loupe_counters_get();
@@ -68,6 +103,13 @@ static __always_inline int loupe_handle(struct __sk_buff *skb, __u8 dir)
 			loupe_l7_run(skb, kind, flow, dir, now);
 		}
 	}
+	if (flow && unlikely(flow->state & LOUPE_FLOW_RATE_LIMITED || flow->rw_actions)) {
+		ret = loupe_handle_rewrite(skb, flow, &stack_pkt, dir, now);
+		if (ret == LOUPE_REWRITE_DROP)
+			goto drop;
+		if (ret == LOUPE_REWRITE_RATE_DROP)
+			goto rate_drop;
+	}
 count:
 	dir &= 1;
 	cnt->packets[dir]++;
@@ -78,6 +120,11 @@ drop:
 	cnt->packets[dir]++;
 	cnt->bytes[dir] += loupe_wire_bytes(skb);
 	cnt->policy_dropped[dir]++;
+	return TC_ACT_SHOT;
+rate_drop: /* counted by loupe_rate_check() */
+	dir &= 1;
+	cnt->packets[dir]++;
+	cnt->bytes[dir] += loupe_wire_bytes(skb);
 	return TC_ACT_SHOT;
 }
 

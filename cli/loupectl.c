@@ -26,6 +26,15 @@ static int cmd_version(int argc, char **argv);
 /* cmd_policy.c (cmd.h could carry these) */
 int loupe_cmd_policy(int argc, char **argv);
 void loupe_cmd_policy_usage(FILE *out);
+/* the controller's commands: cmd_apply.c, cmd_get.c, cmd_observe.c */
+int loupe_cmd_apply(int argc, char **argv);
+void loupe_cmd_apply_usage(FILE *out);
+int loupe_cmd_delete(int argc, char **argv);
+void loupe_cmd_delete_usage(FILE *out);
+int loupe_cmd_get(int argc, char **argv);
+void loupe_cmd_get_usage(FILE *out);
+int loupe_cmd_observe(int argc, char **argv);
+void loupe_cmd_observe_usage(FILE *out);
 
 static const struct loupe_cmd {
 	const char *name;
@@ -38,6 +47,14 @@ static const struct loupe_cmd {
 	  loupe_cmd_replay_usage },
 	{ "policy", loupe_cmd_policy, "validate policy files offline (policy check FILE|DIR...)",
 	  loupe_cmd_policy_usage },
+	{ "apply", loupe_cmd_apply, "send policies to the controller (apply -f FILE|DIR)",
+	  loupe_cmd_apply_usage },
+	{ "delete", loupe_cmd_delete, "delete policies from the controller (delete policy NAME)",
+	  loupe_cmd_delete_usage },
+	{ "get", loupe_cmd_get, "show the controller's policies or agents (get policies|agents)",
+	  loupe_cmd_get_usage },
+	{ "observe", loupe_cmd_observe, "show events from the controller, past and live",
+	  loupe_cmd_observe_usage },
 	{ "help", cmd_help, "show help for loupectl or for one command", NULL },
 	{ "version", cmd_version, "print loupectl's version", NULL },
 };
@@ -66,6 +83,10 @@ static void usage(FILE *out)
 		"  -v, --verbose  show libbpf's messages (the verifier's log when loading fails)\n"
 		"  -h, --help     this help\n"
 		"  -V, --version  loupectl's version\n"
+		"  --controller ADDR, --token-file FILE, --tls-ca FILE, --tls-server-name NAME,\n"
+		"  --insecure     the controller's connection, for apply, delete, get, observe\n"
+		"                 (also after the command; LOUPE_CONTROLLER, default\n"
+		"                 unix:/run/loupe/controller.sock; LOUPE_TOKEN)\n"
 		"\nloupectl help COMMAND (or loupectl COMMAND --help) shows a command's options.\n"
 		"Exit status: 0 success, 1 the command failed, 2 bad command line.\n");
 }
@@ -135,6 +156,12 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "verbose", no_argument, NULL, 'v' },
+		/* the controller's connection, for every command that talks to it (ctl.c) */
+		{ "controller", required_argument, NULL, 1000 },
+		{ "token-file", required_argument, NULL, 1001 },
+		{ "tls-ca", required_argument, NULL, 1002 },
+		{ "tls-server-name", required_argument, NULL, 1003 },
+		{ "insecure", no_argument, NULL, 1004 },
 		{ NULL, 0, NULL, 0 },
 	};
 	const struct loupe_cmd *cmd;
@@ -151,6 +178,21 @@ int main(int argc, char **argv)
 			return cmd_version(1, argv);
 		case 'v':
 			verbose = true;
+			break;
+		case 1000:
+			setenv("LOUPE_CONTROLLER", optarg, 1);
+			break;
+		case 1001:
+			setenv("LOUPE_TOKEN_FILE", optarg, 1);
+			break;
+		case 1002:
+			setenv("LOUPE_TLS_CA", optarg, 1);
+			break;
+		case 1003:
+			setenv("LOUPE_TLS_SERVER_NAME", optarg, 1);
+			break;
+		case 1004:
+			setenv("LOUPE_INSECURE", "true", 1);
 			break;
 		default:
 			return loupe_cmd_getopt_error(NULL, c, argv);

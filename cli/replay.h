@@ -13,13 +13,33 @@
 
 #include "event.h"
 #include "loupe/datapath.h"
+#include "policy.h"
 
 /* BPF_PROG_TEST_RUN refuses a frame shorter than an Ethernet header. */
 #define LOUPE_REPLAY_FRAME_MIN 14
 
+/* BPF_PROG_TEST_RUN's skb comes from the loopback device: every frame is on ifindex 1. */
+#define LOUPE_REPLAY_IFINDEX 1
+
 struct loupe_replay_opts {
 	/* Direction of a frame that opens a new flow; later frames take their flow's. */
 	enum loupe_direction direction;
+	/*
+	 * A policy set put in force before the first frame (NULL: none): verdicts are shown as
+	 * POLICY_VERDICT events with their policy and rule, denied frames counted. A dry run:
+	 * nothing is sent anywhere, the capture is not changed.
+	 */
+	const struct loupe_policy_set *policy;
+	/* The interface name the frames count as coming from, for podSelector.interfaces
+	 * (NULL: none, so a policy that selects pods by interface name selects none). */
+	const char *iface;
+	/*
+	 * A pcap file (nanosecond timestamps, Ethernet) to write each frame to as the program
+	 * left it: rewritten by the policies' rewrites, a tag it pushed (skb metadata to the
+	 * kernel) put into the frame as a NIC would send it; frames the program dropped and
+	 * frames not run (too short) are not written. NULL: none.
+	 */
+	const char *write_pcap;
 };
 
 struct loupe_replay_stats {
@@ -33,8 +53,13 @@ struct loupe_replay_stats {
 	uint32_t run_max; /* that limit, when a frame was cut */
 	uint64_t events;  /* handed to the callback, = the last seq */
 	uint64_t events_by_kind[LOUPE_EV_KIND_MAX];
-	uint64_t records_bad; /* ring buffer records that did not decode: dropped */
-	bool have_counters;   /* counters below were read from the datapath */
+	uint64_t records_bad;		/* ring buffer records that did not decode: dropped */
+	uint64_t frames_dropped;	/* the program said TC_ACT_SHOT: a deny verdict */
+	uint64_t frames_written;	/* to opts.write_pcap */
+	uint64_t frames_changed;	/* written with other bytes than they came with */
+	uint32_t policy_generation;	/* the set's, when opts.policy */
+	uint64_t verdicts_by_action[4]; /* POLICY_VERDICT events by enum loupe_event_action */
+	bool have_counters;		/* counters below were read from the datapath */
 	struct loupe_counters counters;
 };
 
@@ -49,7 +74,7 @@ typedef int (*loupe_replay_event_fn)(void *ctx, struct loupe_event *ev);
  * replay got, also on error. On error, @errbuf holds one sentence naming the file and the
  * problem. Returns 0 or -errno: -ENOENT, -EACCES, -EISDIR... (cannot open), -EINVAL (not a
  * capture file), -EPROTONOSUPPORT (link type not Ethernet), -EIO (truncated or unreadable
- * record), a datapath error, or the callback's return.
+ * record, or writing opts.write_pcap failed), a datapath error, or the callback's return.
  */
 int loupe_replay_file(const char *path, const struct loupe_replay_opts *opts,
 		      loupe_replay_event_fn on_event, void *ctx,

@@ -46,6 +46,7 @@ enum setting_id {
 	S_IFACE_GLOBS,
 	S_TC_PRIORITY,
 	S_STANDALONE,
+	S_POLICY,
 	S_OUTPUT,
 	S_OUTPUT_MAX_SIZE,
 	S_OUTPUT_BACKUPS,
@@ -57,6 +58,14 @@ enum setting_id {
 	S_FLOWS_MAX,
 	S_LOG_LEVEL,
 	S_UNINSTALL,
+	S_CONTROLLER,
+	S_TLS_CA,
+	S_TLS_CERT,
+	S_TLS_KEY,
+	S_TLS_SERVER_NAME,
+	S_INSECURE,
+	S_STATE_DIR,
+	S_EVENT_BUFFER,
 	S_MAX,
 };
 
@@ -75,6 +84,7 @@ static int set_bpffs_dir(struct loupe_agent_config *c, const char *v, char *err,
 static int set_iface_globs(struct loupe_agent_config *c, const char *v, char *err, size_t n);
 static int set_tc_priority(struct loupe_agent_config *c, const char *v, char *err, size_t n);
 static int set_standalone(struct loupe_agent_config *c, const char *v, char *err, size_t n);
+static int set_policy(struct loupe_agent_config *c, const char *v, char *err, size_t n);
 static int set_output(struct loupe_agent_config *c, const char *v, char *err, size_t n);
 static int set_output_max_size(struct loupe_agent_config *c, const char *v, char *err, size_t n);
 static int set_output_backups(struct loupe_agent_config *c, const char *v, char *err, size_t n);
@@ -86,6 +96,14 @@ static int set_ringbuf_size(struct loupe_agent_config *c, const char *v, char *e
 static int set_flows_max(struct loupe_agent_config *c, const char *v, char *err, size_t n);
 static int set_log_level(struct loupe_agent_config *c, const char *v, char *err, size_t n);
 static int set_uninstall(struct loupe_agent_config *c, const char *v, char *err, size_t n);
+static int set_controller(struct loupe_agent_config *c, const char *v, char *err, size_t n);
+static int set_tls_ca(struct loupe_agent_config *c, const char *v, char *err, size_t n);
+static int set_tls_cert(struct loupe_agent_config *c, const char *v, char *err, size_t n);
+static int set_tls_key(struct loupe_agent_config *c, const char *v, char *err, size_t n);
+static int set_tls_server_name(struct loupe_agent_config *c, const char *v, char *err, size_t n);
+static int set_insecure(struct loupe_agent_config *c, const char *v, char *err, size_t n);
+static int set_state_dir(struct loupe_agent_config *c, const char *v, char *err, size_t n);
+static int set_event_buffer(struct loupe_agent_config *c, const char *v, char *err, size_t n);
 
 static const struct setting settings[S_MAX] = {
 	[S_NODE_NAME] = { "node-name",
@@ -113,6 +131,7 @@ static const struct setting settings[S_MAX] = {
 			   { "LOUPE_STANDALONE" },
 			   "false",
 			   set_standalone },
+	[S_POLICY] = { "policy", required_argument, { "LOUPE_POLICY" }, NULL, set_policy },
 	[S_OUTPUT] = { "output", required_argument, { "LOUPE_OUTPUT" }, "-", set_output },
 	[S_OUTPUT_MAX_SIZE] = { "output-max-size",
 				required_argument,
@@ -160,6 +179,34 @@ static const struct setting settings[S_MAX] = {
 			  "info",
 			  set_log_level },
 	[S_UNINSTALL] = { "uninstall", no_argument, { NULL }, "false", set_uninstall },
+	[S_CONTROLLER] = { "controller",
+			   required_argument,
+			   { "LOUPE_CONTROLLER" },
+			   NULL,
+			   set_controller },
+	[S_TLS_CA] = { "tls-ca", required_argument, { "LOUPE_TLS_CA" }, NULL, set_tls_ca },
+	[S_TLS_CERT] = { "tls-cert", required_argument, { "LOUPE_TLS_CERT" }, NULL, set_tls_cert },
+	[S_TLS_KEY] = { "tls-key", required_argument, { "LOUPE_TLS_KEY" }, NULL, set_tls_key },
+	[S_TLS_SERVER_NAME] = { "tls-server-name",
+				required_argument,
+				{ "LOUPE_TLS_SERVER_NAME" },
+				NULL,
+				set_tls_server_name },
+	[S_INSECURE] = { "insecure",
+			 optional_argument,
+			 { "LOUPE_INSECURE" },
+			 "false",
+			 set_insecure },
+	[S_STATE_DIR] = { "state-dir",
+			  required_argument,
+			  { "LOUPE_STATE_DIR" },
+			  "/var/lib/loupe/agent",
+			  set_state_dir },
+	[S_EVENT_BUFFER] = { "event-buffer",
+			     required_argument,
+			     { "LOUPE_EVENT_BUFFER" },
+			     "100000",
+			     set_event_buffer },
 };
 
 static const char usage[] =
@@ -183,6 +230,11 @@ static const char usage[] =
 	"                            before other filters (LOUPE_TC_PRIORITY; default: 1)\n"
 	"  --standalone[=BOOL]       write events to --output instead of sending them to a\n"
 	"                            controller (LOUPE_STANDALONE=true|false; default: false)\n"
+	"  --policy=FILE|DIR         standalone only: enforce the policies of FILE, or of every\n"
+	"                            *.json file of DIR (a mounted ConfigMap too); reloaded on\n"
+	"                            SIGHUP and when they change, a refused change keeping the\n"
+	"                            set in force; one that is refused at start stops the agent\n"
+	"                            (LOUPE_POLICY; default: none, no policy)\n"
 	"  --output=PATH             standalone event output, JSON lines: - for stdout, else a\n"
 	"                            file (LOUPE_OUTPUT; default: -)\n"
 	"  --output-max-size=SIZE    rotate the output file before it exceeds SIZE bytes; K, M,\n"
@@ -209,6 +261,22 @@ static const char usage[] =
 	"                            (LOUPE_FLOWS_MAX; default: 65536)\n"
 	"  --log-level=LEVEL         error, warn, info or debug (LOUPE_LOG_LEVEL; default: info)\n"
 	"  --uninstall               remove every filter, qdisc and pin loupe made, then exit\n"
+	"  --controller=ADDR         the controller: HOST:PORT (TLS unless --insecure) or\n"
+	"                            unix:PATH (LOUPE_CONTROLLER; needed without --standalone)\n"
+	"  --tls-ca=FILE             CA of the controller's certificate, PEM (LOUPE_TLS_CA;\n"
+	"                            default: the system's roots)\n"
+	"  --tls-cert=FILE           this agent's client certificate for mutual TLS, with\n"
+	"  --tls-key=FILE            its key (LOUPE_TLS_CERT, LOUPE_TLS_KEY)\n"
+	"  --tls-server-name=NAME    the name to check in the controller's certificate\n"
+	"                            (LOUPE_TLS_SERVER_NAME; default: the host of --controller)\n"
+	"  --insecure[=BOOL]         plaintext TCP to the controller (LOUPE_INSECURE)\n"
+	"  --state-dir=DIR           kept across restarts: the last policy revision (enforced\n"
+	"                            at start while the controller is away) and the event seqs\n"
+	"                            (LOUPE_STATE_DIR; default: /var/lib/loupe/agent)\n"
+	"  --event-buffer=N          events kept until the controller acknowledges them, sent\n"
+	"                            again after an outage; past N the oldest are dropped and\n"
+	"                            counted in LOST events, 1000..100000000\n"
+	"                            (LOUPE_EVENT_BUFFER; default: 100000)\n"
 	"  -h, --help                print this help and exit\n"
 	"  -V, --version             print the version and exit\n"
 	"\n"
@@ -440,6 +508,16 @@ static int set_standalone(struct loupe_agent_config *c, const char *v, char *err
 	return 0;
 }
 
+static int set_policy(struct loupe_agent_config *c, const char *v, char *err, size_t n)
+{
+	if (!v[0])
+		return fail(err, n, "must be a policy file or directory");
+	if (strlen(v) >= sizeof(c->policy_path))
+		return fail(err, n, "is too long");
+	strcpy(c->policy_path, v);
+	return 0;
+}
+
 static int set_output(struct loupe_agent_config *c, const char *v, char *err, size_t n)
 {
 	if (!v[0])
@@ -515,7 +593,7 @@ static int set_metrics_addr(struct loupe_agent_config *c, const char *v, char *e
 
 static int set_duration(uint64_t *ret, const char *v, char *err, size_t n)
 {
-	uint64_t ms;
+	uint64_t ms = 0;
 	int r;
 
 	r = parse_duration_ms(v, &ms);
@@ -581,6 +659,67 @@ static int set_log_level(struct loupe_agent_config *c, const char *v, char *err,
 static int set_uninstall(struct loupe_agent_config *c, const char *v, char *err, size_t n)
 {
 	return parse_bool(v, &c->uninstall) ? fail(err, n, "must be true or false") : 0;
+}
+
+static int set_path(char *dst, size_t size, const char *v, char *err, size_t n)
+{
+	if (!v[0])
+		return fail(err, n, "must be a file path");
+	if (strlen(v) >= size)
+		return fail(err, n, "is too long");
+	strcpy(dst, v);
+	return 0;
+}
+
+static int set_controller(struct loupe_agent_config *c, const char *v, char *err, size_t n)
+{
+	if (strncmp(v, "unix:", 5) == 0 ? !v[5] : !strrchr(v, ':'))
+		return fail(err, n,
+			    "must be HOST:PORT, [IPv6]:PORT or unix:PATH, e.g. "
+			    "loupe-controller.loupe:9760");
+	return set_path(c->controller, sizeof(c->controller), v, err, n);
+}
+
+static int set_tls_ca(struct loupe_agent_config *c, const char *v, char *err, size_t n)
+{
+	return set_path(c->tls_ca, sizeof(c->tls_ca), v, err, n);
+}
+
+static int set_tls_cert(struct loupe_agent_config *c, const char *v, char *err, size_t n)
+{
+	return set_path(c->tls_cert, sizeof(c->tls_cert), v, err, n);
+}
+
+static int set_tls_key(struct loupe_agent_config *c, const char *v, char *err, size_t n)
+{
+	return set_path(c->tls_key, sizeof(c->tls_key), v, err, n);
+}
+
+static int set_tls_server_name(struct loupe_agent_config *c, const char *v, char *err, size_t n)
+{
+	return set_path(c->tls_server_name, sizeof(c->tls_server_name), v, err, n);
+}
+
+static int set_insecure(struct loupe_agent_config *c, const char *v, char *err, size_t n)
+{
+	return parse_bool(v, &c->insecure) ? fail(err, n, "must be true or false") : 0;
+}
+
+static int set_state_dir(struct loupe_agent_config *c, const char *v, char *err, size_t n)
+{
+	if (v[0] != '/')
+		return fail(err, n, "must be an absolute path");
+	return set_path(c->state_dir, sizeof(c->state_dir), v, err, n);
+}
+
+static int set_event_buffer(struct loupe_agent_config *c, const char *v, char *err, size_t n)
+{
+	uint64_t x;
+
+	if (parse_uint(v, &x) || x < 1000 || x > 100000000)
+		return fail(err, n, "must be a number from 1000 to 100000000");
+	c->event_buffer = x;
+	return 0;
 }
 
 /* The value of @name in @envp; NULL when unset or empty. */
@@ -684,6 +823,7 @@ int loupe_config_parse(int argc, char **argv, char *const *envp, struct loupe_ag
 {
 	const char *flag_val[S_MAX] = { NULL };
 	char flag_name[64], hostname[256], idle_from[128] = "", active_from[128] = "";
+	char policy_from[128] = "";
 	struct source src = { "", "" };
 	const char *v;
 	int err;
@@ -728,6 +868,8 @@ int loupe_config_parse(int argc, char **argv, char *const *envp, struct loupe_ag
 			v = hostname;
 			src = (struct source){ "The hostname (the default of --node-name)", "" };
 		}
+		if (!v)
+			continue; /* no default: left unset (--policy) */
 		err = apply(ret, (enum setting_id)i, v, &src, errbuf, errsize);
 		if (err)
 			goto out;
@@ -735,6 +877,16 @@ int loupe_config_parse(int argc, char **argv, char *const *envp, struct loupe_ag
 			source_mid_sentence(&src, idle_from, sizeof(idle_from));
 		if (i == S_FLOW_ACTIVE)
 			source_mid_sentence(&src, active_from, sizeof(active_from));
+		if (i == S_POLICY)
+			snprintf(policy_from, sizeof(policy_from), "%s%s", src.kind, src.name);
+	}
+	/* with a controller the policies are the controller's: two sources would disagree */
+	if (ret->policy_path[0] && !ret->standalone && !ret->uninstall) {
+		err = fail(errbuf, errsize,
+			   "%s needs --standalone: with a controller the policies come from it; "
+			   "add --standalone (or LOUPE_STANDALONE=true) to enforce a local file.",
+			   policy_from);
+		goto out;
 	}
 	if (ret->flow_idle_timeout_ms > ret->flow_active_timeout_ms)
 		err = fail(errbuf, errsize,

@@ -35,6 +35,11 @@ struct loupe_agent_config {
 	unsigned int iface_globs_count; /* >= 1 */
 	uint16_t tc_priority;		/* 1..65535 */
 	bool standalone;
+	/*
+	 * --policy: a policy file or directory, loaded at start and reloaded on SIGHUP and when
+	 * it changes; "": none. Only with --standalone (a controller brings its own policies).
+	 */
+	char policy_path[PATH_MAX];
 	char output[PATH_MAX];	  /* "-": stdout, else a file path */
 	uint64_t output_max_size; /* bytes; 0: never rotate */
 	unsigned int output_backups;
@@ -47,6 +52,15 @@ struct loupe_agent_config {
 	uint32_t flows_max;			  /* per address family */
 	enum loupe_log_level log_level;
 	bool uninstall;
+	/* the controller connection (not --standalone); see docs/controller.md */
+	char controller[512];	 /* "host:port", "[v6]:port", "unix:/path"; "": none */
+	char tls_ca[PATH_MAX];	 /* "": the system's roots */
+	char tls_cert[PATH_MAX]; /* client certificate for mutual TLS, with tls_key */
+	char tls_key[PATH_MAX];
+	char tls_server_name[256]; /* the name to check in the controller's certificate */
+	bool insecure;		   /* plaintext TCP to the controller */
+	char state_dir[PATH_MAX];  /* the last policy revision and the event seqs, kept */
+	uint64_t event_buffer;	   /* events kept until the controller acknowledges them */
 	bool help;    /* --help: print loupe_config_usage(), exit 0; other fields unset */
 	bool version; /* --version: likewise */
 };

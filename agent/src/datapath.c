@@ -90,7 +90,8 @@ int loupe_datapath_unpin(const char *pin_dir)
 		LOUPE_MAP_POL_ACTIVE,	LOUPE_MAP_POL_META,	LOUPE_MAP_POL_IFACES,
 		LOUPE_MAP_POL_ADDRS,	LOUPE_MAP_POL_PORTS,	LOUPE_MAP_POL_NAMES,
 		LOUPE_MAP_POL_PATHS,	LOUPE_MAP_POL_METHODS,	LOUPE_MAP_POL_HITS,
-		LOUPE_MAP_POL_SYNC,	"loupe_pol_sync_inner", LOUPE_PROG_POD_EGRESS,
+		LOUPE_MAP_POL_SYNC,	"loupe_pol_sync_inner", LOUPE_MAP_POL_REWRITES,
+		LOUPE_MAP_NAT_REVERSE,	LOUPE_MAP_RATE,		LOUPE_PROG_POD_EGRESS,
 		LOUPE_PROG_POD_INGRESS,
 	};
 	char path[PATH_MAX];
@@ -327,6 +328,40 @@ int loupe_datapath_map_fd(const struct loupe_datapath *dp, const char *name)
 int loupe_datapath_ncpus(const struct loupe_datapath *dp)
 {
 	return dp->ncpus;
+}
+
+int loupe_datapath_run_out(struct loupe_datapath *dp, enum loupe_direction dir, const void *frame,
+			   size_t len, uint64_t ts_ns, void *out, size_t out_cap,
+			   size_t *ret_out_len, int *ret_tc_action)
+{
+	return loupe_datapath_run_wire_out(dp, dir, frame, len, len, ts_ns, out, out_cap,
+					   ret_out_len, ret_tc_action);
+}
+
+int loupe_datapath_run_wire_out(struct loupe_datapath *dp, enum loupe_direction dir,
+				const void *frame, size_t len, size_t wire_len, uint64_t ts_ns,
+				void *out, size_t out_cap, size_t *ret_out_len, int *ret_tc_action)
+{
+	/* as loupe_datapath_run_wire() */
+	struct __sk_buff skb_ctx = { .tstamp = ts_ns,
+				     .wire_len = wire_len > len && wire_len <= 65536
+							 ? (uint32_t)wire_len
+							 : 0 };
+	LIBBPF_OPTS(bpf_test_run_opts, run, .data_in = frame, .data_size_in = len, .data_out = out,
+		    .data_size_out = out_cap, .ctx_in = &skb_ctx, .ctx_size_in = sizeof(skb_ctx),
+		    .repeat = 1);
+	int err;
+
+	if (len > UINT32_MAX || out_cap > UINT32_MAX)
+		return -E2BIG;
+	err = bpf_prog_test_run_opts(loupe_datapath_prog_fd(dp, dir), &run);
+	if (err)
+		return -errno;
+	if (ret_out_len)
+		*ret_out_len = run.data_size_out;
+	if (ret_tc_action)
+		*ret_tc_action = (int)run.retval;
+	return 0;
 }
 
 int loupe_datapath_run_wire(struct loupe_datapath *dp, enum loupe_direction dir, const void *frame,

@@ -78,6 +78,19 @@ int loupe_datapath_run_wire(struct loupe_datapath *dp, enum loupe_direction dir,
  */
 size_t loupe_datapath_run_max(void);
 
+/*
+ * As loupe_datapath_run(), and the frame as the program left it (rewritten) in @out (@out_cap
+ * bytes; *ret_out_len its length). A tag the program pushed is skb metadata, not in @out.
+ */
+int loupe_datapath_run_out(struct loupe_datapath *dp, enum loupe_direction dir, const void *frame,
+			   size_t len, uint64_t ts_ns, void *out, size_t out_cap,
+			   size_t *ret_out_len, int *ret_tc_action);
+
+/* Both: the captured part of a longer frame (_run_wire()) and the frame as left (_run_out()). */
+int loupe_datapath_run_wire_out(struct loupe_datapath *dp, enum loupe_direction dir,
+				const void *frame, size_t len, size_t wire_len, uint64_t ts_ns,
+				void *out, size_t out_cap, size_t *ret_out_len, int *ret_tc_action);
+
 /* Hands every pending ring buffer record to the callback. Returns records seen or -errno. */
 int loupe_datapath_drain(struct loupe_datapath *dp);
 

@@ -38,6 +38,9 @@ union record {
 	struct loupe_event_http http;
 	struct loupe_event_tls tls;
 	struct loupe_event_dns dns;
+	struct loupe_event_verdict verdict;
+	struct loupe_event_rewrite rewrite;
+	struct loupe_event_rate_limited rate_limited;
 };
 
 const char *loupe_event_kind_name(enum loupe_event_kind kind)
@@ -65,6 +68,15 @@ static size_t record_size(unsigned kind, size_t *ret_min)
 	case LOUPE_EV_DNS_QUERY:
 		*ret_min = offsetof(struct loupe_event_dns, qname) + 1;
 		return sizeof(struct loupe_event_dns);
+	case LOUPE_EV_POLICY_VERDICT:
+		*ret_min = offsetof(struct loupe_event_verdict, subject) + 1;
+		return sizeof(struct loupe_event_verdict);
+	case LOUPE_EV_REWRITE:
+		*ret_min = sizeof(struct loupe_event_rewrite);
+		return sizeof(struct loupe_event_rewrite);
+	case LOUPE_EV_RATE_LIMITED:
+		*ret_min = sizeof(struct loupe_event_rate_limited);
+		return sizeof(struct loupe_event_rate_limited);
 	default:
 		*ret_min = 0;
 		return 0;
@@ -183,6 +195,105 @@ out:
 	return err;
 }
 
+_Static_assert(sizeof(((struct loupe_event *)0)->http.host) >= LOUPE_HTTP_HOST_MAX &&
+		       sizeof(((struct loupe_event *)0)->tls.sni) >= LOUPE_HTTP_HOST_MAX &&
+		       sizeof(((struct loupe_event *)0)->dns.qname) >= LOUPE_HTTP_HOST_MAX,
+	       "a verdict's subject fits where the event keeps it");
+
+/*
+ * The datapath's numbers are mapped, not trusted: a value this build does not know reads as
+ * unspecified, so that a verdict is never lost to a newer datapath's addition.
+ */
+static int decode_verdict(const struct loupe_event_verdict *rec, struct loupe_event *ev)
+{
+	char *dst = NULL;
+	int err;
+
+	if (rec->subject_len > sizeof(rec->subject)) {
+		err = -EINVAL;
+		goto out;
+	}
+	switch (rec->action) {
+	case LOUPE_VERDICT_ALLOW:
+		ev->verdict.action = LOUPE_EVENT_ACTION_ALLOW;
+		break;
+	case LOUPE_VERDICT_DENY:
+		ev->verdict.action = LOUPE_EVENT_ACTION_DENY;
+		break;
+	case LOUPE_VERDICT_AUDIT:
+		ev->verdict.action = LOUPE_EVENT_ACTION_AUDIT;
+		break;
+	default:
+		ev->verdict.action = LOUPE_EVENT_ACTION_UNSPECIFIED;
+		break;
+	}
+	switch (rec->reason) {
+	case LOUPE_VERDICT_RULE:
+		ev->verdict.reason = LOUPE_EVENT_REASON_RULE;
+		break;
+	case LOUPE_VERDICT_BOUND_EXCEEDED:
+		ev->verdict.reason = LOUPE_EVENT_REASON_BOUND_EXCEEDED;
+		break;
+	default:
+		ev->verdict.reason = LOUPE_EVENT_REASON_UNSPECIFIED;
+		break;
+	}
+	ev->verdict.generation = rec->generation;
+	ev->verdict.bit = rec->bit;
+	ev->verdict.origin = rec->origin < LOUPE_DIR_MAX ? rec->origin : -1;
+	switch (rec->subject_kind) {
+	case LOUPE_VERDICT_SUBJECT_HTTP_HOST:
+		dst = ev->http.host;
+		break;
+	case LOUPE_VERDICT_SUBJECT_TLS_SNI:
+		dst = ev->tls.sni;
+		break;
+	case LOUPE_VERDICT_SUBJECT_DNS_NAME:
+		dst = ev->dns.qname;
+		break;
+	default:
+		break;
+	}
+	ev->verdict.subject = dst ? rec->subject_kind : LOUPE_VERDICT_SUBJECT_NONE;
+	err = dst ? copy_string(dst, rec->subject, sizeof(rec->subject), rec->subject_len) : 0;
+	if (err > 0 && rec->subject_kind == LOUPE_VERDICT_SUBJECT_HTTP_HOST)
+		ev->http.host_truncated = true;
+	if (err > 0)
+		err = 0;
+out:
+	return err;
+}
+
+/*
+ * What was done, and the values of what was done only: the record's other fields are the
+ * datapath's scratch and say nothing. Names are the caller's (the set's names).
+ */
+static void decode_rewrite(const struct loupe_event_rewrite *rec, struct loupe_event *ev)
+{
+	uint32_t a = rec->actions;
+
+	ev->rewrite.actions = a;
+	ev->rewrite.generation = rec->generation;
+	ev->rewrite.index = rec->rewrite;
+	if (a & LOUPE_RW_MAP) {
+		memcpy(ev->rewrite.new_addr, rec->new_addr, sizeof(ev->rewrite.new_addr));
+		ev->rewrite.new_port = rec->new_port;
+	}
+	if (a & LOUPE_RW_DSCP)
+		ev->rewrite.dscp = rec->dscp;
+	if (a & (LOUPE_RW_VLAN_PUSH | LOUPE_RW_VLAN_POP))
+		ev->rewrite.vlan_id = rec->vlan_id;
+	if (a & LOUPE_RW_MASK)
+		ev->rewrite.masked_bits = rec->masked_bits & ((1u << LOUPE_MASK_HEADERS_MAX) - 1);
+}
+
+static void decode_rate_limited(const struct loupe_event_rate_limited *rec, struct loupe_event *ev)
+{
+	ev->rate_limited.dropped = rec->dropped;
+	ev->rate_limited.bytes_per_sec = rec->bytes_per_sec;
+	ev->rate_limited.burst = rec->burst;
+}
+
 int loupe_event_decode(const void *record, size_t size, int64_t mono_to_real_ns,
 		       struct loupe_event *ret_ev)
 {
@@ -240,6 +351,17 @@ int loupe_event_decode(const void *record, size_t size, int64_t mono_to_real_ns,
 	case LOUPE_EV_DNS_QUERY:
 		err = decode_dns(&rec.dns, ret_ev);
 		break;
+	case LOUPE_EV_POLICY_VERDICT:
+		err = decode_verdict(&rec.verdict, ret_ev);
+		break;
+	case LOUPE_EV_REWRITE:
+		decode_rewrite(&rec.rewrite, ret_ev);
+		err = 0;
+		break;
+	case LOUPE_EV_RATE_LIMITED:
+		decode_rate_limited(&rec.rate_limited, ret_ev);
+		err = 0;
+		break;
 	default:
 		err = -EINVAL; /* record_size() has refused it already */
 		break;
@@ -278,6 +400,28 @@ bool loupe_event_strings_valid(const struct loupe_event *ev)
 		return TERMINATED(ev->tls.sni);
 	case LOUPE_EV_DNS_QUERY:
 		return TERMINATED(ev->dns.qname);
+	case LOUPE_EV_POLICY_VERDICT:
+		if (!TERMINATED(ev->verdict.policy) || !TERMINATED(ev->verdict.rule))
+			return false;
+		switch (ev->verdict.subject) {
+		case LOUPE_VERDICT_SUBJECT_HTTP_HOST:
+			return TERMINATED(ev->http.host);
+		case LOUPE_VERDICT_SUBJECT_TLS_SNI:
+			return TERMINATED(ev->tls.sni);
+		case LOUPE_VERDICT_SUBJECT_DNS_NAME:
+			return TERMINATED(ev->dns.qname);
+		default:
+			return true;
+		}
+	case LOUPE_EV_REWRITE:
+		if (!TERMINATED(ev->rewrite.policy) || !TERMINATED(ev->rewrite.name))
+			return false;
+		for (int i = 0; i < LOUPE_MASK_HEADERS_MAX; i++) {
+			if ((ev->rewrite.masked_bits >> i & 1) &&
+			    !TERMINATED(ev->rewrite.masked[i]))
+				return false;
+		}
+		return true;
 	default:
 		return true;
 	}
@@ -296,6 +440,20 @@ int loupe_event_format_addr(const struct loupe_event *ev, bool src, char *buf, s
 		s = inet_ntop(AF_INET, a + 12, buf, (socklen_t)len);
 	else
 		s = inet_ntop(AF_INET6, a, buf, (socklen_t)len);
+	return s ? 0 : -errno;
+}
+
+int loupe_event_format_other_addr(const struct loupe_event *ev, const uint8_t *addr, char *buf,
+				  size_t len)
+{
+	const char *s;
+
+	if (len > (socklen_t)-1)
+		len = (socklen_t)-1;
+	if (!ev->ipv6 && loupe_addr_is_v4_mapped(addr))
+		s = inet_ntop(AF_INET, addr + 12, buf, (socklen_t)len);
+	else
+		s = inet_ntop(AF_INET6, addr, buf, (socklen_t)len);
 	return s ? 0 : -errno;
 }
 
@@ -323,6 +481,34 @@ void loupe_event_from_flow(const struct loupe_flow_key *key, const struct loupe_
 	}
 	ret_ev->flow.first_seen_ns = flow->first_seen_ns + (uint64_t)mono_to_real_ns;
 	ret_ev->flow.last_seen_ns = flow->last_seen_ns + (uint64_t)mono_to_real_ns;
+}
+
+static const char *const action_names[] = {
+	[LOUPE_EVENT_ACTION_UNSPECIFIED] = "VERDICT_ACTION_UNSPECIFIED",
+	[LOUPE_EVENT_ACTION_ALLOW] = "ALLOW",
+	[LOUPE_EVENT_ACTION_DENY] = "DENY",
+	[LOUPE_EVENT_ACTION_AUDIT] = "AUDIT",
+};
+
+static const char *const reason_names[] = {
+	[LOUPE_EVENT_REASON_UNSPECIFIED] = "VERDICT_REASON_UNSPECIFIED",
+	[LOUPE_EVENT_REASON_RULE] = "RULE",
+	[LOUPE_EVENT_REASON_DEFAULT_ACTION] = "DEFAULT_ACTION",
+	[LOUPE_EVENT_REASON_BOUND_EXCEEDED] = "BOUND_EXCEEDED",
+};
+
+const char *loupe_event_action_name(enum loupe_event_action action)
+{
+	if ((unsigned int)action >= sizeof(action_names) / sizeof(action_names[0]))
+		return "?";
+	return action_names[action];
+}
+
+const char *loupe_event_reason_name(enum loupe_event_reason reason)
+{
+	if ((unsigned int)reason >= sizeof(reason_names) / sizeof(reason_names[0]))
+		return "?";
+	return reason_names[reason];
 }
 
 static const char *const parse_error_names[] = {

@@ -32,6 +32,28 @@ enum loupe_flow_end_reason {
 
 #define LOUPE_EVENT_POD_IPS_MAX 8
 
+/* A policy or rule name with its NUL: policy.h's LOUPE_POLICY_NAME_MAX (63) + 1. */
+#define LOUPE_EVENT_POLICY_NAME_MAX 64
+
+/* A maskHeaders name with its NUL: policy.h's LOUPE_POLICY_HEADER_NAME_MAX (64) + 1. */
+#define LOUPE_EVENT_HEADER_NAME_MAX 65
+
+/* What a POLICY_VERDICT decided: mirrors loupe.v1.VerdictAction. */
+enum loupe_event_action {
+	LOUPE_EVENT_ACTION_UNSPECIFIED = 0,
+	LOUPE_EVENT_ACTION_ALLOW = 1,
+	LOUPE_EVENT_ACTION_DENY = 2,
+	LOUPE_EVENT_ACTION_AUDIT = 3,
+};
+
+/* Why: mirrors loupe.v1.VerdictReason. */
+enum loupe_event_reason {
+	LOUPE_EVENT_REASON_UNSPECIFIED = 0,
+	LOUPE_EVENT_REASON_RULE = 1,
+	LOUPE_EVENT_REASON_DEFAULT_ACTION = 2, /* the record says RULE; the bit is a default */
+	LOUPE_EVENT_REASON_BOUND_EXCEEDED = 3,
+};
+
 struct loupe_event_flow_dir {
 	uint64_t packets;
 	uint64_t bytes;
@@ -99,12 +121,56 @@ struct loupe_event {
 		uint64_t count;
 		enum loupe_event_kind kind;
 	} lost;
+	/*
+	 * POLICY_VERDICT. The name it was decided on is in http.host, tls.sni or dns.qname, as
+	 * @subject says (those sub-messages are written for a verdict only then). policy and
+	 * rule are filled by whoever knows the set's names (the pipeline, replay).
+	 */
+	struct {
+		enum loupe_event_action action;
+		enum loupe_event_reason reason;
+		uint32_t generation;
+		uint16_t bit; /* the deciding rule's; LOUPE_POLICY_BIT_NONE: none */
+		int origin;   /* enum loupe_direction of who opened the flow, or -1 */
+		enum loupe_verdict_subject subject;
+		char policy[LOUPE_EVENT_POLICY_NAME_MAX];
+		char rule[LOUPE_EVENT_POLICY_NAME_MAX]; /* "" for a defaultAction */
+	} verdict;
+	/*
+	 * REWRITE: what was done to the packet (the event's addresses and ports are the packet
+	 * as it came). A field is set only with its action: new_addr and new_port with
+	 * LOUPE_RW_MAP, dscp with LOUPE_RW_DSCP, vlan_id with LOUPE_RW_VLAN_PUSH or _POP,
+	 * masked_bits with LOUPE_RW_MASK. policy, name and masked[] are filled by whoever knows
+	 * the set's names (the pipeline, replay): masked[i] names bit i of masked_bits.
+	 */
+	struct {
+		uint32_t actions; /* enum loupe_rewrite_actions */
+		uint32_t generation;
+		uint16_t index;	      /* the rewrite's entry in its set: bit rewrite_base + index */
+		uint8_t new_addr[16]; /* IPv4-mapped for IPv4 */
+		uint16_t new_port;
+		uint8_t dscp;
+		uint16_t vlan_id;
+		uint16_t masked_bits; /* bit i: the value of http.maskHeaders[i] was masked */
+		char policy[LOUPE_EVENT_POLICY_NAME_MAX];
+		char name[LOUPE_EVENT_POLICY_NAME_MAX];
+		char masked[LOUPE_MASK_HEADERS_MAX][LOUPE_EVENT_HEADER_NAME_MAX];
+	} rewrite;
+	struct {
+		uint64_t dropped; /* since the last RATE_LIMITED of the pod and direction */
+		uint64_t bytes_per_sec;
+		uint64_t burst;
+	} rate_limited;
 };
 
 /*
  * Decodes one ring buffer record. @mono_to_real_ns is added to monotonic kernel times
  * (0 in replay, where record times are capture times already). Kinds the datapath emits:
- * FLOW_START, HTTP_REQUEST, TLS_CLIENT_HELLO, DNS_QUERY. Rejects a record whose kind is
+ * FLOW_START, HTTP_REQUEST, TLS_CLIENT_HELLO, DNS_QUERY, POLICY_VERDICT (its subject goes to
+ * http.host, tls.sni or dns.qname; an action, reason, subject kind or origin this build does
+ * not know reads as unspecified rather than losing the verdict), REWRITE (fields of actions it
+ * does not report are zeroed; masked bits past LOUPE_MASK_HEADERS_MAX are dropped) and
+ * RATE_LIMITED. Rejects a record whose kind is
  * not one of them, whose size does not match its kind, or whose length fields exceed
  * their buffers. Strings are never trusted to be terminated: each is cut at its length
  * field, its first NUL and its buffer's last byte (a cut path or host sets *_truncated).
@@ -125,6 +191,19 @@ bool loupe_event_strings_valid(const struct loupe_event *ev);
 
 /* True for an IPv4-mapped IPv6 address (::ffff:a.b.c.d). */
 bool loupe_addr_is_v4_mapped(const uint8_t *addr);
+
+/* The loupe.v1.VerdictAction name ("ALLOW", "DENY", "AUDIT"); "?" when out of range. */
+const char *loupe_event_action_name(enum loupe_event_action action);
+
+/* The loupe.v1.VerdictReason name ("RULE", "DEFAULT_ACTION", ...); "?" when out of range. */
+const char *loupe_event_reason_name(enum loupe_event_reason reason);
+
+/*
+ * Writes @addr (IPv4-mapped for IPv4) as @ev's addresses are written (loupe_event_format_addr():
+ * dotted IPv4 for an IPv4-mapped address of an IPv4 event, else IPv6). Returns 0 or -ENOSPC.
+ */
+int loupe_event_format_other_addr(const struct loupe_event *ev, const uint8_t *addr, char *buf,
+				  size_t len);
 
 /* The upper-case name of a parse error reason ("IPV4_TRUNCATED"); "?" when unknown. */
 const char *loupe_parse_error_name(enum loupe_parse_error reason);

@@ -24,12 +24,20 @@
 #define FIXED_MAX  1024
 #define ADDR_STR   (2 + LOUPE_EVENT_ADDR_MAX)
 #define MAX_(a, b) ((a) > (b) ? (a) : (b))
+/* a REWRITE's actions (32 bits: a name or a number each) and masked header indexes */
+#define REWRITE_LISTS_MAX (32 * 30 + LOUPE_MASK_HEADERS_MAX * 2)
 /* the strings of one kind's message: TLS's are the longest */
 #define KIND_MAX                                                                                   \
 	MAX_(LOUPE_EVENT_ALPN_MAX *(STR_MAX(LOUPE_TLS_ALPN_MAX) + 1) + STR_MAX(LOUPE_TLS_SNI_MAX), \
 	     MAX_(STR_MAX(LOUPE_HTTP_METHOD_MAX) + STR_MAX(LOUPE_HTTP_PATH_MAX) +                  \
 			  STR_MAX(LOUPE_HTTP_HOST_MAX),                                            \
-		  STR_MAX(LOUPE_DNS_NAME_MAX)))
+		  MAX_(STR_MAX(LOUPE_DNS_NAME_MAX),                                                \
+		       MAX_(STR_MAX(LOUPE_HTTP_HOST_MAX) +                                         \
+				    2 * STR_MAX(LOUPE_EVENT_POLICY_NAME_MAX),                      \
+			    2 * STR_MAX(LOUPE_EVENT_POLICY_NAME_MAX) + ADDR_STR +                  \
+				    LOUPE_MASK_HEADERS_MAX *                                       \
+					    (STR_MAX(LOUPE_EVENT_HEADER_NAME_MAX) + 1) +           \
+				    REWRITE_LISTS_MAX))))
 _Static_assert(FIXED_MAX + STR_MAX(sizeof(((struct loupe_event *)0)->node)) + STR_MAX(IF_NAMESIZE) +
 			       2 * ADDR_STR + LOUPE_EVENT_POD_IPS_MAX * (ADDR_STR + 1) + KIND_MAX +
 			       1 <=
@@ -60,6 +68,25 @@ static const char *const end_reason_names[] = {
 	"CAPTURE_END",
 	"AGENT_STOP",
 	"TCP_CLOSE",
+};
+
+static const char *const action_names[] = {
+	"VERDICT_ACTION_UNSPECIFIED",
+	"ALLOW",
+	"DENY",
+	"AUDIT",
+};
+
+static const char *const reason_names[] = {
+	"VERDICT_REASON_UNSPECIFIED",
+	"RULE",
+	"DEFAULT_ACTION",
+	"BOUND_EXCEEDED",
+};
+
+/* loupe.v1.RewriteAction: the bit of enum loupe_rewrite_actions plus one */
+static const char *const rewrite_action_names[] = {
+	"REWRITE_ACTION_UNSPECIFIED", "MAP_TO", "SET_DSCP", "VLAN_PUSH", "VLAN_POP", "MASK_HEADERS",
 };
 
 static const char hex[] = "0123456789abcdef";
@@ -560,6 +587,177 @@ static void put_lost(struct jw *w, const struct loupe_event *ev)
 	close_obj(w, '}');
 }
 
+/* The name the verdict was decided on, in the L7 message that keeps it; then the verdict. */
+static void put_verdict(struct jw *w, const struct loupe_event *ev)
+{
+	switch (ev->verdict.subject) {
+	case LOUPE_VERDICT_SUBJECT_HTTP_HOST:
+		KEY(w, "\"http\":");
+		open_obj(w, '{');
+		if (ev->http.host[0]) {
+			KEY(w, "\"host\":");
+			put_str(w, ev->http.host);
+		}
+		if (ev->http.host_truncated)
+			KEY(w, "\"hostTruncated\":true");
+		close_obj(w, '}');
+		break;
+	case LOUPE_VERDICT_SUBJECT_TLS_SNI:
+		KEY(w, "\"tls\":");
+		open_obj(w, '{');
+		if (ev->tls.sni[0]) {
+			KEY(w, "\"sni\":");
+			put_str(w, ev->tls.sni);
+		}
+		close_obj(w, '}');
+		break;
+	case LOUPE_VERDICT_SUBJECT_DNS_NAME:
+		KEY(w, "\"dns\":");
+		open_obj(w, '{');
+		if (ev->dns.qname[0]) {
+			KEY(w, "\"qname\":");
+			put_str(w, ev->dns.qname);
+		}
+		close_obj(w, '}');
+		break;
+	default:
+		break;
+	}
+	KEY(w, "\"verdict\":");
+	open_obj(w, '{');
+	if (ev->verdict.action) {
+		KEY(w, "\"action\":");
+		put_enum(w, (int32_t)ev->verdict.action, action_names,
+			 (int)(sizeof(action_names) / sizeof(action_names[0])));
+	}
+	if (ev->verdict.policy[0]) {
+		KEY(w, "\"policy\":");
+		put_str(w, ev->verdict.policy);
+	}
+	if (ev->verdict.rule[0]) {
+		KEY(w, "\"rule\":");
+		put_str(w, ev->verdict.rule);
+	}
+	if (ev->verdict.generation) {
+		KEY(w, "\"generation\":");
+		put_u64(w, ev->verdict.generation);
+	}
+	if (ev->verdict.reason) {
+		KEY(w, "\"reason\":");
+		put_enum(w, (int32_t)ev->verdict.reason, reason_names,
+			 (int)(sizeof(reason_names) / sizeof(reason_names[0])));
+	}
+	if (ev->verdict.origin == LOUPE_DIR_POD_EGRESS)
+		KEY(w, "\"origin\":\"POD_EGRESS\"");
+	else if (ev->verdict.origin == LOUPE_DIR_POD_INGRESS)
+		KEY(w, "\"origin\":\"POD_INGRESS\"");
+	close_obj(w, '}');
+}
+
+/* What a rewrite did; the values of the actions it did not do are zero, so left out. */
+static void put_rewrite(struct jw *w, const struct loupe_event *ev)
+{
+	bool first;
+
+	KEY(w, "\"rewrite\":");
+	open_obj(w, '{');
+	if (ev->rewrite.actions) {
+		KEY(w, "\"actions\":");
+		putc_(w, '[');
+		first = true;
+		for (int i = 0; i < 32; i++) {
+			if (!(ev->rewrite.actions >> i & 1))
+				continue;
+			if (!first)
+				putc_(w, ',');
+			first = false;
+			put_enum(w, i + 1, rewrite_action_names,
+				 (int)(sizeof(rewrite_action_names) /
+				       sizeof(rewrite_action_names[0])));
+		}
+		putc_(w, ']');
+	}
+	if (ev->rewrite.policy[0]) {
+		KEY(w, "\"policy\":");
+		put_str(w, ev->rewrite.policy);
+	}
+	if (ev->rewrite.name[0]) {
+		KEY(w, "\"name\":");
+		put_str(w, ev->rewrite.name);
+	}
+	if (ev->rewrite.generation) {
+		KEY(w, "\"generation\":");
+		put_u64(w, ev->rewrite.generation);
+	}
+	if (ev->rewrite.index) {
+		KEY(w, "\"index\":");
+		put_u64(w, ev->rewrite.index);
+	}
+	if (ev->rewrite.actions & LOUPE_RW_MAP) {
+		KEY(w, "\"newIp\":");
+		put_addr(w, ev->rewrite.new_addr,
+			 !ev->ipv6 && loupe_addr_is_v4_mapped(ev->rewrite.new_addr));
+	}
+	if (ev->rewrite.new_port) {
+		KEY(w, "\"newPort\":");
+		put_u64(w, ev->rewrite.new_port);
+	}
+	if (ev->rewrite.dscp) {
+		KEY(w, "\"dscp\":");
+		put_u64(w, ev->rewrite.dscp);
+	}
+	if (ev->rewrite.vlan_id) {
+		KEY(w, "\"vlanId\":");
+		put_u64(w, ev->rewrite.vlan_id);
+	}
+	first = true;
+	for (int i = 0; i < LOUPE_MASK_HEADERS_MAX; i++) {
+		if (!(ev->rewrite.masked_bits >> i & 1) || !ev->rewrite.masked[i][0])
+			continue;
+		if (first)
+			KEY(w, "\"maskedHeaders\":[");
+		else
+			putc_(w, ',');
+		first = false;
+		put_str(w, ev->rewrite.masked[i]);
+	}
+	if (!first)
+		putc_(w, ']');
+	first = true;
+	for (int i = 0; i < LOUPE_MASK_HEADERS_MAX; i++) {
+		if (!(ev->rewrite.masked_bits >> i & 1))
+			continue;
+		if (first)
+			KEY(w, "\"maskedHeaderIndexes\":[");
+		else
+			putc_(w, ',');
+		first = false;
+		put_u64(w, (uint64_t)i);
+	}
+	if (!first)
+		putc_(w, ']');
+	close_obj(w, '}');
+}
+
+static void put_rate_limited(struct jw *w, const struct loupe_event *ev)
+{
+	KEY(w, "\"rateLimited\":");
+	open_obj(w, '{');
+	if (ev->rate_limited.dropped) {
+		KEY(w, "\"dropped\":");
+		put_u64_str(w, ev->rate_limited.dropped);
+	}
+	if (ev->rate_limited.bytes_per_sec) {
+		KEY(w, "\"bytesPerSecond\":");
+		put_u64_str(w, ev->rate_limited.bytes_per_sec);
+	}
+	if (ev->rate_limited.burst) {
+		KEY(w, "\"burst\":");
+		put_u64_str(w, ev->rate_limited.burst);
+	}
+	close_obj(w, '}');
+}
+
 static void put_pod(struct jw *w, const struct loupe_event *ev)
 {
 	KEY(w, "\"pod\":");
@@ -670,6 +868,9 @@ int loupe_event_json_write(const struct loupe_event *ev, char *buf, size_t size)
 	case LOUPE_EV_FLOW_END:
 		put_flow(&w, ev);
 		break;
+	case LOUPE_EV_POLICY_VERDICT:
+		put_verdict(&w, ev);
+		break;
 	case LOUPE_EV_LOST:
 		put_lost(&w, ev);
 		break;
@@ -678,6 +879,11 @@ int loupe_event_json_write(const struct loupe_event *ev, char *buf, size_t size)
 	}
 	if (ev->pod_ip_count > 0 && ev->pod_ip_count <= LOUPE_EVENT_POD_IPS_MAX)
 		put_pod(&w, ev);
+	/* after pod: rewrite and rate_limited are fields 27 and 28 */
+	if (ev->kind == LOUPE_EV_REWRITE)
+		put_rewrite(&w, ev);
+	else if (ev->kind == LOUPE_EV_RATE_LIMITED)
+		put_rate_limited(&w, ev);
 	close_obj(&w, '}');
 
 	if (w.full) {

@@ -16,6 +16,12 @@
 _Static_assert((int)LOUPE__V1__EVENT_KIND__AGENT == LOUPE_EV_AGENT &&
 		       (int)LOUPE__V1__EVENT_KIND__FLOW_START == LOUPE_EV_FLOW_START,
 	       "loupe.v1.EventKind mirrors enum loupe_event_kind");
+_Static_assert((int)LOUPE__V1__VERDICT_ACTION__AUDIT == LOUPE_EVENT_ACTION_AUDIT &&
+		       (int)LOUPE__V1__VERDICT_REASON__BOUND_EXCEEDED ==
+			       LOUPE_EVENT_REASON_BOUND_EXCEEDED &&
+		       (int)LOUPE__V1__VERDICT_REASON__DEFAULT_ACTION ==
+			       LOUPE_EVENT_REASON_DEFAULT_ACTION,
+	       "loupe.v1.VerdictAction and VerdictReason mirror event.h's enums");
 
 #define NSEC_PER_SEC 1000000000ULL
 
@@ -69,8 +75,93 @@ static void set_flow(const struct loupe_event *ev, struct loupe_event_pb *pb)
 	pb->msg.flow = &pb->flow;
 }
 
+static Loupe__V1__Direction direction_pb(int direction)
+{
+	if (direction == LOUPE_DIR_POD_EGRESS)
+		return LOUPE__V1__DIRECTION__POD_EGRESS;
+	if (direction == LOUPE_DIR_POD_INGRESS)
+		return LOUPE__V1__DIRECTION__POD_INGRESS;
+	return LOUPE__V1__DIRECTION__DIRECTION_UNSPECIFIED;
+}
+
+/* A verdict and the one name it was decided on, where the L7 events keep that name. */
+static void set_verdict(const struct loupe_event *ev, struct loupe_event_pb *pb)
+{
+	switch (ev->verdict.subject) {
+	case LOUPE_VERDICT_SUBJECT_HTTP_HOST:
+		loupe__v1__http__init(&pb->http);
+		pb->http.host = (char *)ev->http.host;
+		pb->http.host_truncated = ev->http.host_truncated;
+		pb->msg.http = &pb->http;
+		break;
+	case LOUPE_VERDICT_SUBJECT_TLS_SNI:
+		loupe__v1__tls__init(&pb->tls);
+		pb->tls.sni = (char *)ev->tls.sni;
+		pb->msg.tls = &pb->tls;
+		break;
+	case LOUPE_VERDICT_SUBJECT_DNS_NAME:
+		loupe__v1__dns__init(&pb->dns);
+		pb->dns.qname = (char *)ev->dns.qname;
+		pb->msg.dns = &pb->dns;
+		break;
+	default:
+		break;
+	}
+	loupe__v1__verdict__init(&pb->verdict);
+	/* numbers pbjson does not name are written as numbers, as for the other enums */
+	pb->verdict.action = (Loupe__V1__VerdictAction)ev->verdict.action;
+	pb->verdict.policy = (char *)ev->verdict.policy;
+	pb->verdict.rule = (char *)ev->verdict.rule;
+	pb->verdict.generation = ev->verdict.generation;
+	pb->verdict.reason = (Loupe__V1__VerdictReason)ev->verdict.reason;
+	pb->verdict.origin = direction_pb(ev->verdict.origin);
+	pb->msg.verdict = &pb->verdict;
+}
+
+_Static_assert((int)LOUPE__V1__REWRITE_ACTION__MAP_TO == 1 &&
+		       (int)LOUPE__V1__REWRITE_ACTION__MASK_HEADERS == 5 && LOUPE_RW_MASK == 1 << 4,
+	       "loupe.v1.RewriteAction is the bit of enum loupe_rewrite_actions plus one");
+
+static int set_rewrite(const struct loupe_event *ev, struct loupe_event_pb *pb)
+{
+	Loupe__V1__Rewrite *r = &pb->rewrite;
+	int err;
+
+	loupe__v1__rewrite__init(r);
+	for (int i = 0; i < 32; i++) {
+		if (ev->rewrite.actions >> i & 1)
+			pb->rw_actions[r->n_actions++] = (Loupe__V1__RewriteAction)(i + 1);
+	}
+	r->actions = pb->rw_actions;
+	r->policy = (char *)ev->rewrite.policy;
+	r->name = (char *)ev->rewrite.name;
+	r->generation = ev->rewrite.generation;
+	r->index = ev->rewrite.index;
+	if (ev->rewrite.actions & LOUPE_RW_MAP) {
+		err = loupe_event_format_other_addr(ev, ev->rewrite.new_addr, pb->rw_new_ip,
+						    sizeof(pb->rw_new_ip));
+		if (err < 0)
+			return err;
+		r->new_ip = pb->rw_new_ip;
+	}
+	r->new_port = ev->rewrite.new_port;
+	r->dscp = ev->rewrite.dscp;
+	r->vlan_id = ev->rewrite.vlan_id;
+	for (int i = 0; i < LOUPE_MASK_HEADERS_MAX; i++) {
+		if (!(ev->rewrite.masked_bits >> i & 1))
+			continue;
+		pb->rw_masked_idx[r->n_masked_header_indexes++] = (uint32_t)i;
+		if (ev->rewrite.masked[i][0])
+			pb->rw_masked[r->n_masked_headers++] = (char *)ev->rewrite.masked[i];
+	}
+	r->masked_headers = pb->rw_masked;
+	r->masked_header_indexes = pb->rw_masked_idx;
+	pb->msg.rewrite = r;
+	return 0;
+}
+
 /* The protobuf-c structs take char *: the borrowed strings are only ever read through them. */
-static void set_kind_message(const struct loupe_event *ev, struct loupe_event_pb *pb)
+static int set_kind_message(const struct loupe_event *ev, struct loupe_event_pb *pb)
 {
 	switch (ev->kind) {
 	case LOUPE_EV_HTTP_REQUEST:
@@ -108,15 +199,28 @@ static void set_kind_message(const struct loupe_event *ev, struct loupe_event_pb
 	case LOUPE_EV_FLOW_END:
 		set_flow(ev, pb);
 		break;
+	case LOUPE_EV_POLICY_VERDICT:
+		set_verdict(ev, pb);
+		break;
 	case LOUPE_EV_LOST:
 		loupe__v1__lost__init(&pb->lost);
 		pb->lost.count = ev->lost.count;
 		pb->lost.kind = (Loupe__V1__EventKind)ev->lost.kind;
 		pb->msg.lost = &pb->lost;
 		break;
+	case LOUPE_EV_REWRITE:
+		return set_rewrite(ev, pb);
+	case LOUPE_EV_RATE_LIMITED:
+		loupe__v1__rate_limited__init(&pb->rate_limited);
+		pb->rate_limited.dropped = ev->rate_limited.dropped;
+		pb->rate_limited.bytes_per_second = ev->rate_limited.bytes_per_sec;
+		pb->rate_limited.burst = ev->rate_limited.burst;
+		pb->msg.rate_limited = &pb->rate_limited;
+		break;
 	default:
 		break;
 	}
+	return 0;
 }
 
 int loupe_event_to_pb(const struct loupe_event *ev, struct loupe_event_pb *ret_pb)
@@ -142,10 +246,7 @@ int loupe_event_to_pb(const struct loupe_event *ev, struct loupe_event_pb *ret_p
 		ret_pb->iface.ifindex = ev->ifindex;
 		m->interface = &ret_pb->iface;
 	}
-	if (ev->direction == LOUPE_DIR_POD_EGRESS)
-		m->direction = LOUPE__V1__DIRECTION__POD_EGRESS;
-	else if (ev->direction == LOUPE_DIR_POD_INGRESS)
-		m->direction = LOUPE__V1__DIRECTION__POD_INGRESS;
+	m->direction = direction_pb(ev->direction);
 
 	if (ev->has_ip) {
 		err = loupe_event_format_addr(ev, true, ret_pb->src_ip, sizeof(ret_pb->src_ip));
@@ -186,8 +287,7 @@ int loupe_event_to_pb(const struct loupe_event *ev, struct loupe_event_pb *ret_p
 		ret_pb->pod.ips = ret_pb->pod_ips;
 		m->pod = &ret_pb->pod;
 	}
-	set_kind_message(ev, ret_pb);
-	err = 0;
+	err = set_kind_message(ev, ret_pb);
 out:
 	if (err < 0) {
 		memset(ret_pb, 0, sizeof(*ret_pb));

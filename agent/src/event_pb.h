@@ -29,17 +29,28 @@ struct loupe_event_pb {
 	Google__Protobuf__Timestamp first_seen;
 	Google__Protobuf__Timestamp last_seen;
 	Loupe__V1__Lost lost;
+	Loupe__V1__Verdict verdict;
 	char *alpn[LOUPE_EVENT_ALPN_MAX];
 	char src_ip[LOUPE_EVENT_ADDR_MAX];
 	char dst_ip[LOUPE_EVENT_ADDR_MAX];
 	Loupe__V1__Pod pod;
 	char *pod_ips[LOUPE_EVENT_POD_IPS_MAX];
 	char pod_ip_text[LOUPE_EVENT_POD_IPS_MAX][LOUPE_EVENT_ADDR_MAX];
+	Loupe__V1__Rewrite rewrite;
+	Loupe__V1__RewriteAction rw_actions[32]; /* one per bit of rewrite.actions */
+	char rw_new_ip[LOUPE_EVENT_ADDR_MAX];
+	char *rw_masked[LOUPE_MASK_HEADERS_MAX];
+	uint32_t rw_masked_idx[LOUPE_MASK_HEADERS_MAX];
+	Loupe__V1__RateLimited rate_limited;
 };
 
 /*
  * Fills @ret_pb from @ev: common fields always, the sub-message of the event's kind
- * (http, tls, dns, flow for FLOW_START/FLOW_END, lost). Returns 0, or -EINVAL for an event
+ * (http, tls, dns, flow for FLOW_START/FLOW_END, lost; verdict for POLICY_VERDICT, with the
+ * one of http.host, tls.sni and dns.qname its subject names; rewrite, rate_limited). A
+ * REWRITE's actions are RewriteAction bit + 1 for each bit set; masked_headers holds the names
+ * of the masked bits that have one, masked_header_indexes every masked bit. Returns 0, or
+ * -EINVAL for an event
  * whose strings are not terminated within their arrays or whose ALPN count is out of range.
  */
 int loupe_event_to_pb(const struct loupe_event *ev, struct loupe_event_pb *ret_pb);

@@ -3,7 +3,9 @@
  * Readable one-line form of an event for terminals:
  *   TIME DIRECTION SRC → DST  KIND DETAILS [vlan=..]
  * e.g. "2024-05-01T10:00:00.123456Z egress  198.18.10.1:40000 → 198.18.10.2:8080  HTTP GET
- * api.example.test /v1/chat". Not for machines: -o json is the stable form.
+ * api.example.test /v1/chat", or "... VERDICT deny policy=ai rule=llm sni=x.test gen=2", or
+ * "... REWRITE map=198.18.6.6:8080 policy=p rewrite=r gen=2".
+ * Not for machines: -o json is the stable form.
  */
 #include <netinet/in.h>
 #include <errno.h>
@@ -234,6 +236,109 @@ static void text_flow(struct text_buf *tb, const struct loupe_event *ev)
 			    (double)(ev->flow.last_seen_ns - ev->flow.first_seen_ns) / 1e9);
 }
 
+/*
+ * "VERDICT deny policy=P rule=R sni=NAME gen=G": rule=(default) for a defaultAction, policy=?
+ * when the agent no longer knows the generation's names; "opened-by=peer" when the peer
+ * opened the flow (an ingress rule decided).
+ */
+static void text_verdict(struct text_buf *tb, const struct loupe_event *ev)
+{
+	static const char *const actions[] = { "?", "allow", "deny", "audit" };
+	unsigned int a = (unsigned int)ev->verdict.action;
+
+	text_printf(tb, "VERDICT %s", a < sizeof(actions) / sizeof(actions[0]) ? actions[a] : "?");
+	if (ev->verdict.reason == LOUPE_EVENT_REASON_BOUND_EXCEEDED) {
+		text_printf(tb, " bound-exceeded");
+	} else {
+		text_printf(tb, " policy=");
+		if (ev->verdict.policy[0])
+			text_escaped(tb, ev->verdict.policy);
+		else
+			text_printf(tb, "?");
+		text_printf(tb, " rule=");
+		if (ev->verdict.reason == LOUPE_EVENT_REASON_DEFAULT_ACTION)
+			text_printf(tb, "(default)");
+		else if (ev->verdict.rule[0])
+			text_escaped(tb, ev->verdict.rule);
+		else
+			text_printf(tb, "?");
+	}
+	switch (ev->verdict.subject) {
+	case LOUPE_VERDICT_SUBJECT_HTTP_HOST:
+		text_printf(tb, " host=");
+		text_escaped(tb, ev->http.host[0] ? ev->http.host : "-");
+		break;
+	case LOUPE_VERDICT_SUBJECT_TLS_SNI:
+		text_printf(tb, " sni=");
+		text_escaped(tb, ev->tls.sni[0] ? ev->tls.sni : "-");
+		break;
+	case LOUPE_VERDICT_SUBJECT_DNS_NAME:
+		text_printf(tb, " qname=");
+		text_escaped(tb, ev->dns.qname[0] ? ev->dns.qname : "<root>");
+		break;
+	default:
+		break;
+	}
+	if (ev->verdict.origin == LOUPE_DIR_POD_INGRESS)
+		text_printf(tb, " opened-by=peer");
+	text_printf(tb, " gen=%u", ev->verdict.generation);
+}
+
+/*
+ * "REWRITE map=198.18.6.6:8080 dscp=46 vlan-push=100 masked=authorization,x-api-key
+ * policy=P rewrite=R gen=G": what was done (the addresses before it lead the line);
+ * rewrite=#N when the agent no longer knows the generation's names, masked=#i for a header
+ * whose name it does not know.
+ */
+static void text_rewrite(struct text_buf *tb, const struct loupe_event *ev)
+{
+	uint32_t a = ev->rewrite.actions;
+	char addr[LOUPE_EVENT_ADDR_MAX];
+	bool first = true;
+
+	text_printf(tb, "REWRITE");
+	if (a & LOUPE_RW_MAP) {
+		if (loupe_event_format_other_addr(ev, ev->rewrite.new_addr, addr, sizeof(addr)))
+			snprintf(addr, sizeof(addr), "?");
+		if (strchr(addr, ':'))
+			text_printf(tb, " map=[%s]:%u", addr, ev->rewrite.new_port);
+		else
+			text_printf(tb, " map=%s:%u", addr, ev->rewrite.new_port);
+	}
+	if (a & LOUPE_RW_DSCP)
+		text_printf(tb, " dscp=%u", ev->rewrite.dscp);
+	if (a & LOUPE_RW_VLAN_PUSH)
+		text_printf(tb, " vlan-push=%u", ev->rewrite.vlan_id);
+	if (a & LOUPE_RW_VLAN_POP)
+		text_printf(tb, " vlan-pop=%u", ev->rewrite.vlan_id);
+	if (a & LOUPE_RW_MASK) {
+		text_printf(tb, " masked=");
+		for (int i = 0; i < LOUPE_MASK_HEADERS_MAX; i++) {
+			if (!(ev->rewrite.masked_bits >> i & 1))
+				continue;
+			text_printf(tb, "%s", first ? "" : ",");
+			first = false;
+			if (ev->rewrite.masked[i][0])
+				text_escaped(tb, ev->rewrite.masked[i]);
+			else
+				text_printf(tb, "#%d", i);
+		}
+		if (first)
+			text_printf(tb, "-");
+	}
+	text_printf(tb, " policy=");
+	if (ev->rewrite.policy[0])
+		text_escaped(tb, ev->rewrite.policy);
+	else
+		text_printf(tb, "?");
+	text_printf(tb, " rewrite=");
+	if (ev->rewrite.name[0])
+		text_escaped(tb, ev->rewrite.name);
+	else
+		text_printf(tb, "#%u", ev->rewrite.index);
+	text_printf(tb, " gen=%u", ev->rewrite.generation);
+}
+
 const char *loupe_event_text_direction(int direction)
 {
 	switch (direction) {
@@ -286,6 +391,18 @@ int loupe_event_text_format(const struct loupe_event *ev, char *buf, size_t size
 	case LOUPE_EV_FLOW_START:
 	case LOUPE_EV_FLOW_END:
 		text_flow(&tb, ev);
+		break;
+	case LOUPE_EV_POLICY_VERDICT:
+		text_verdict(&tb, ev);
+		break;
+	case LOUPE_EV_REWRITE:
+		text_rewrite(&tb, ev);
+		break;
+	case LOUPE_EV_RATE_LIMITED:
+		text_printf(&tb, "RATE_LIMITED dropped=%llu limit=%llu B/s burst=%llu B",
+			    (unsigned long long)ev->rate_limited.dropped,
+			    (unsigned long long)ev->rate_limited.bytes_per_sec,
+			    (unsigned long long)ev->rate_limited.burst);
 		break;
 	case LOUPE_EV_LOST:
 		text_printf(&tb, "LOST %llu %s events", (unsigned long long)ev->lost.count,

@@ -31,8 +31,10 @@ struct loupe_metrics {
 	uint16_t port;
 	char version[64];
 	uint64_t heartbeat_timeout_ns;
-	pthread_mutex_t lock; /* guards what follows */
-	struct loupe_metrics_snapshot snap;
+	pthread_mutex_t lock;		    /* guards what follows */
+	struct loupe_metrics_snapshot snap; /* snap.rule_hits points to rules */
+	struct loupe_metrics_rule_hits *rules;
+	size_t rules_cap;
 	uint64_t heartbeat_ns; /* CLOCK_MONOTONIC */
 	bool ready;
 };
@@ -250,6 +252,54 @@ int loupe_metrics_format(const struct loupe_metrics_snapshot *s, const char *ver
 	fprintf(f, "loupe_ringbuf_fill_ratio %.6g\n",
 		s->ringbuf_size ? (double)s->ringbuf_pending / (double)s->ringbuf_size : 0.0);
 
+	put_gauge(f, "loupe_policy_generation",
+		  "The policy set in force (its generation; 0 before the first is applied).",
+		  s->policy_generation);
+	put_family(f, "loupe_policy_reloads_total", "counter",
+		   "Policy reloads (SIGHUP, a file change) by result: ok applied the new set, "
+		   "refused kept the set in force.");
+	fprintf(f, "loupe_policy_reloads_total{result=\"ok\"} %llu\n",
+		(unsigned long long)s->policy_reloads_ok);
+	fprintf(f, "loupe_policy_reloads_total{result=\"refused\"} %llu\n",
+		(unsigned long long)s->policy_reloads_refused);
+	put_family(f, "loupe_policy_rule_flows_total", "counter",
+		   "Flows decided by a rule of the set in force (rule \"\": the policy's "
+		   "defaultAction), since the rule was first in force.");
+	for (size_t i = 0; i < s->n_rule_hits; i++) {
+		const struct loupe_metrics_rule_hits *h = &s->rule_hits[i];
+
+		fputs("loupe_policy_rule_flows_total{policy=\"", f);
+		put_label_value(f, h->policy);
+		fputs("\",rule=\"", f);
+		put_label_value(f, h->rule);
+		fputs("\",action=\"", f);
+		put_label_value(f, h->action);
+		fprintf(f, "\"} %llu\n", (unsigned long long)h->flows);
+	}
+	put_by_dir(f, "loupe_policy_dropped_packets_total",
+		   "Packets dropped because their flow's verdict is deny.", c->policy_dropped);
+	put_counter(f, "loupe_policy_bound_exceeded_total",
+		    "Requests denied because no verdict was reached within the bytes held.",
+		    c->policy_bound_exceeded);
+	put_counter(f, "loupe_policy_out_of_order_segments_total",
+		    "Segments dropped while a request was held for a verdict (the sender "
+		    "retransmits).",
+		    c->policy_out_of_order);
+	put_by_dir(f, "loupe_rewritten_packets_total",
+		   "Packets changed by a rewrite (mapping, DSCP, VLAN, header masking), by "
+		   "direction.",
+		   c->rewritten);
+	put_counter(f, "loupe_rewrite_failed_total",
+		    "Packets a rewrite, or a reply's reverse mapping, could not be applied to (a "
+		    "kernel helper refused).",
+		    c->rewrite_failed);
+	put_by_dir(f, "loupe_rate_limited_packets_total",
+		   "Packets dropped by their pod's rate limit, by direction.", c->rate_limited);
+	put_counter(f, "loupe_policy_verdicts_unnamed_total",
+		    "Verdict events of a policy generation whose rule names the agent no longer "
+		    "knew.",
+		    s->verdicts_unnamed);
+
 	put_counter(f, "loupe_output_lines_total", "Event lines accepted by the standalone output.",
 		    s->output.lines);
 	put_counter(f, "loupe_output_bytes_total", "Bytes written by the standalone output.",
@@ -302,13 +352,27 @@ static enum MHD_Result reply_static(struct MHD_Connection *conn, unsigned int st
 static enum MHD_Result serve_metrics(struct loupe_metrics *m, struct MHD_Connection *conn)
 {
 	struct loupe_metrics_snapshot snap;
+	struct loupe_metrics_rule_hits *rules = NULL;
 	char *text;
 	size_t len;
+	int err = 0;
 
+	/* the rules too are copied: the next publish may move them */
 	pthread_mutex_lock(&m->lock);
 	snap = m->snap;
+	if (snap.n_rule_hits) {
+		rules = malloc(snap.n_rule_hits * sizeof(*rules));
+		if (rules)
+			memcpy(rules, snap.rule_hits, snap.n_rule_hits * sizeof(*rules));
+		else
+			err = -ENOMEM;
+	}
 	pthread_mutex_unlock(&m->lock);
-	if (loupe_metrics_format(&snap, m->version, &text, &len))
+	snap.rule_hits = rules;
+	if (!err)
+		err = loupe_metrics_format(&snap, m->version, &text, &len);
+	free(rules);
+	if (err)
 		return reply_static(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
 	return reply(conn, MHD_HTTP_OK, LOUPE_METRICS_CONTENT_TYPE, text, len, true);
 }
@@ -456,11 +520,36 @@ uint16_t loupe_metrics_port(const struct loupe_metrics *m)
 	return m->port;
 }
 
-void loupe_metrics_publish(struct loupe_metrics *m, const struct loupe_metrics_snapshot *s)
+int loupe_metrics_publish(struct loupe_metrics *m, const struct loupe_metrics_snapshot *s)
 {
+	struct loupe_metrics_rule_hits *rules;
+	size_t n = s->n_rule_hits, cap;
+	int err = 0;
+
 	pthread_mutex_lock(&m->lock);
-	m->snap = *s;
+	if (n > m->rules_cap) {
+		cap = n < 64 ? 64 : n;
+		rules = realloc(m->rules, cap * sizeof(*rules));
+		if (rules) {
+			m->rules = rules;
+			m->rules_cap = cap;
+		} else {
+			err = -ENOMEM;
+		}
+	}
+	if (!err) {
+		m->snap = *s;
+		if (n)
+			memcpy(m->rules, s->rule_hits, n * sizeof(*m->rules));
+	} else {
+		/* the figures without the rules that no longer fit: the old rules stay */
+		n = m->snap.n_rule_hits;
+		m->snap = *s;
+		m->snap.n_rule_hits = n;
+	}
+	m->snap.rule_hits = m->rules;
 	pthread_mutex_unlock(&m->lock);
+	return err;
 }
 
 void loupe_metrics_heartbeat(struct loupe_metrics *m)
@@ -485,6 +574,7 @@ struct loupe_metrics *loupe_metrics_stop(struct loupe_metrics *m)
 		return NULL;
 	MHD_stop_daemon(m->daemon); /* closes the listening socket too */
 	pthread_mutex_destroy(&m->lock);
+	free(m->rules);
 	free(m);
 	return NULL;
 }

@@ -19,6 +19,14 @@
 #define LOUPE_METRICS_CONTENT_TYPE	   "text/plain; version=0.0.4; charset=utf-8"
 #define LOUPE_METRICS_HEARTBEAT_TIMEOUT_MS 10000
 
+/* Flows decided by one rule (or a policy's default, rule ""), since it was first in force. */
+struct loupe_metrics_rule_hits {
+	char policy[64];
+	char rule[64];
+	char action[8]; /* "allow", "deny", "audit" */
+	uint64_t flows;
+};
+
 /* What /metrics shows; the main loop fills one and publishes it. */
 struct loupe_metrics_snapshot {
 	struct loupe_counters dp; /* the datapath's per-CPU counters, summed */
@@ -32,6 +40,14 @@ struct loupe_metrics_snapshot {
 	uint64_t events_emitted[LOUPE_EV_KIND_MAX]; /* by the agent, FLOW_END and LOST included */
 	uint64_t lost_reported;			    /* sum of the counts in emitted LOST events */
 	struct loupe_output_stats output;	    /* standalone output; zero otherwise */
+	/* policies (the datapath's drop counters are in dp) */
+	uint32_t policy_generation;	 /* the set in force; 0: none applied */
+	uint64_t policy_reloads_ok;	 /* sets applied after the first */
+	uint64_t policy_reloads_refused; /* reloads refused: the set in force stayed */
+	uint64_t verdicts_unnamed;	 /* POLICY_VERDICTs of a generation the agent forgot */
+	/* the set in force, in evaluation order; publish copies it, the caller keeps its own */
+	const struct loupe_metrics_rule_hits *rule_hits;
+	size_t n_rule_hits;
 };
 
 struct loupe_metrics_opts {
@@ -53,8 +69,9 @@ int loupe_metrics_start(const struct loupe_metrics_opts *opts, struct loupe_metr
 /* The bound port (useful after port 0). */
 uint16_t loupe_metrics_port(const struct loupe_metrics *m);
 
-/* Copies @s; later requests show it. */
-void loupe_metrics_publish(struct loupe_metrics *m, const struct loupe_metrics_snapshot *s);
+/* Copies @s, its rule_hits too; later requests show it. Returns 0 or -ENOMEM (the copy of
+ * rule_hits could not grow: the previous ones stay). */
+int loupe_metrics_publish(struct loupe_metrics *m, const struct loupe_metrics_snapshot *s);
 
 /* The main loop is alive: call it every loop iteration or timer tick. */
 void loupe_metrics_heartbeat(struct loupe_metrics *m);

@@ -10,6 +10,13 @@
 #include <time.h>
 
 #include "pipeline.h"
+#include "policy_apply.h"
+
+_Static_assert(LOUPE_EVENT_POLICY_NAME_MAX == LOUPE_POLICY_NAME_MAX + 1,
+	       "an event holds a policy or rule name whole");
+_Static_assert(LOUPE_EVENT_HEADER_NAME_MAX == LOUPE_POLICY_HEADER_NAME_MAX + 1 &&
+		       LOUPE_POLICY_MASK_HEADERS_MAX <= LOUPE_MASK_HEADERS_MAX,
+	       "an event holds every masked header name whole");
 
 /* A closed TCP flow ends once it has been quiet this long: its last ACK must not make it new. */
 #define PIPELINE_CLOSE_LINGER_NS (2ull * 1000000000ull)
@@ -23,6 +30,7 @@ struct loupe_pipeline {
 	struct loupe_pipeline_opts opts;
 	char node[64];
 	struct loupe_datapath *dp;
+	const struct loupe_policy_runtime *policy;
 	uint64_t seq;
 	uint64_t lost_seen[LOUPE_EV_KIND_MAX]; /* the datapath's loss counters at the last tick */
 	uint64_t prev_tick_ns;		       /* CLOCK_MONOTONIC */
@@ -90,6 +98,75 @@ int loupe_pipeline_attach_datapath(struct loupe_pipeline *p, struct loupe_datapa
 	return 0;
 }
 
+void loupe_pipeline_set_policy(struct loupe_pipeline *p, const struct loupe_policy_runtime *rt)
+{
+	p->policy = rt;
+}
+
+bool loupe_pipeline_name_verdict(const struct loupe_policy_runtime *rt, struct loupe_event *ev)
+{
+	const struct loupe_policy_bit_info *info;
+
+	if (ev->kind != LOUPE_EV_POLICY_VERDICT || ev->verdict.bit == LOUPE_POLICY_BIT_NONE ||
+	    ev->verdict.reason == LOUPE_EVENT_REASON_BOUND_EXCEEDED)
+		return true;
+	info = rt ? loupe_policy_bit_lookup(rt, ev->verdict.generation, ev->verdict.bit) : NULL;
+	if (!info)
+		return false;
+	snprintf(ev->verdict.policy, sizeof(ev->verdict.policy), "%s", info->policy);
+	snprintf(ev->verdict.rule, sizeof(ev->verdict.rule), "%s",
+		 info->is_default ? "" : info->rule);
+	if (info->is_default && ev->verdict.reason == LOUPE_EVENT_REASON_RULE)
+		ev->verdict.reason = LOUPE_EVENT_REASON_DEFAULT_ACTION;
+	return true;
+}
+
+/*
+ * The first bit of generation @generation's rewrites (meta.rewrite_base): bits are numbered
+ * rules, defaults, rewrites, so the bits that are rewrites or past the last one are a tail;
+ * found by bisection in a dozen lookups. -1 when the generation is unknown.
+ */
+static long rewrite_base(const struct loupe_policy_runtime *rt, uint32_t generation)
+{
+	const struct loupe_policy_bit_info *info;
+	unsigned int lo = 0, hi = LOUPE_POLICY_BITS, mid;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		info = loupe_policy_bit_lookup(rt, generation, mid);
+		if (!info || info->kind == LOUPE_POLICY_BIT_REWRITE)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return lo < LOUPE_POLICY_BITS ? (long)lo : -1;
+}
+
+bool loupe_pipeline_name_rewrite(const struct loupe_policy_runtime *rt, struct loupe_event *ev)
+{
+	const struct loupe_policy_bit_info *info;
+	const struct loupe_policy_rewrite *rw;
+	long base;
+
+	if (ev->kind != LOUPE_EV_REWRITE)
+		return true;
+	base = rt ? rewrite_base(rt, ev->rewrite.generation) : -1;
+	info = base >= 0 ? loupe_policy_bit_lookup(rt, ev->rewrite.generation,
+						   (unsigned int)base + ev->rewrite.index)
+			 : NULL;
+	rw = rt ? loupe_policy_rewrite_lookup(rt, ev->rewrite.generation, ev->rewrite.index) : NULL;
+	if (!info || info->kind != LOUPE_POLICY_BIT_REWRITE || !rw)
+		return false;
+	snprintf(ev->rewrite.policy, sizeof(ev->rewrite.policy), "%s", info->policy);
+	snprintf(ev->rewrite.name, sizeof(ev->rewrite.name), "%s", info->rule);
+	for (unsigned int i = 0; i < LOUPE_MASK_HEADERS_MAX; i++) {
+		if ((ev->rewrite.masked_bits >> i & 1) && i < rw->n_mask_headers)
+			snprintf(ev->rewrite.masked[i], sizeof(ev->rewrite.masked[i]), "%s",
+				 rw->mask_headers[i]);
+	}
+	return true;
+}
+
 /* Stamps, enriches and hands on one event. */
 static int pipeline_emit(struct loupe_pipeline *p, struct loupe_event *ev)
 {
@@ -99,6 +176,10 @@ static int pipeline_emit(struct loupe_pipeline *p, struct loupe_event *ev)
 	snprintf(ev->node, sizeof(ev->node), "%s", p->node);
 	if (p->opts.enrich && ev->ifindex)
 		p->opts.enrich(p->opts.enrich_ctx, ev);
+	if (ev->kind == LOUPE_EV_POLICY_VERDICT && !loupe_pipeline_name_verdict(p->policy, ev))
+		p->stats.verdicts_unnamed++;
+	if (ev->kind == LOUPE_EV_REWRITE && !loupe_pipeline_name_rewrite(p->policy, ev))
+		p->stats.rewrites_unnamed++;
 	err = p->opts.sink(p->opts.sink_ctx, ev);
 	if (err < 0) {
 		p->stats.sink_errors++;

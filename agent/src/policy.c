@@ -1833,6 +1833,563 @@ static int parse_rule(struct pctx *c, json_object *v, struct loupe_policy_rule *
 	return 0;
 }
 
+/* ---- rewrites and rate limits ------------------------------------------------------------ */
+
+/*
+ * A rewrite's match: cidrs and ports. Its entry is chosen on a flow's first packet, before
+ * any request, ClientHello or query, so L7 fields are refused with the reason.
+ */
+static int parse_rewrite_match(struct pctx *c, json_object *v, struct loupe_policy_match *m)
+{
+	static const char *const known[] = { "cidrs", "ports", NULL };
+	static const char *const l7[][2] = {
+		{ "http", "an HTTP request" },
+		{ "tls", "a TLS ClientHello" },
+		{ "dns", "a DNS query" },
+	};
+	json_object *f;
+	size_t old;
+	int r;
+
+	r = want_object(c, v);
+	if (r < 0)
+		return r;
+	for (unsigned int i = 0; i < ARRAY_SIZE(l7); i++)
+		if (member(v, l7[i][0], &f))
+			return fail_at(c, l7[i][0],
+				       "a rewrite matches on cidrs and ports only: it is chosen on "
+				       "a flow's first packet, before %s is seen",
+				       l7[i][1]);
+	r = check_fields(c, v, known);
+	if (r < 0)
+		return r;
+	if (member(v, "cidrs", &f)) {
+		old = push_key(c, "cidrs");
+		r = parse_cidrs(c, f, &m->cidrs, &m->n_cidrs);
+		pop(c, old);
+		if (r < 0)
+			return r;
+	}
+	if (member(v, "ports", &f)) {
+		old = push_key(c, "ports");
+		r = parse_ports(c, f, m);
+		pop(c, old);
+	}
+	return r;
+}
+
+/* One destination address: not a prefix, and one a flow can be sent to. */
+static int parse_map_address(struct pctx *c, const char *s, size_t len,
+			     struct loupe_policy_rewrite *rw)
+{
+	static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	static const uint8_t zero[16] = { 0 };
+	char q[QUOTE_MAX * 6 + 8], addr[INET6_ADDRSTRLEN];
+	uint8_t *a = rw->map_to.addr;
+	bool v6;
+
+	quote(q, sizeof(q), s, len);
+	if (memchr(s, '/', len))
+		return fail(c, "%s is a prefix: a mapping sends flows to one address", q);
+	if (len == 0 || len >= sizeof(addr))
+		return fail(c, "%s is not an IPv4 or IPv6 address", q);
+	memcpy(addr, s, len);
+	addr[len] = '\0';
+	v6 = memchr(addr, ':', len) != NULL;
+	rw->map_to.family = v6 ? AF_INET6 : AF_INET;
+	if (inet_pton(rw->map_to.family, addr, a) != 1)
+		return fail(c, "%s is not an IPv4 or IPv6 address", q);
+	if (!memcmp(a, zero, v6 ? 16 : 4))
+		return fail(c, "%s is the unspecified address: no flow can be sent there", q);
+	if ((!v6 && a[0] >= 224 && a[0] < 240) || (v6 && a[0] == 0xff))
+		return fail(c, "%s is a multicast address: a mapping sends a flow to one host", q);
+	if (!v6 && !memcmp(a, "\xff\xff\xff\xff", 4))
+		return fail(c, "%s is the broadcast address: a mapping sends a flow to one host",
+			    q);
+	if ((!v6 && a[0] == 127) || (v6 && !memcmp(a, zero, 15) && a[15] == 1))
+		return fail(c,
+			    "%s is a loopback address: the kernel drops a pod's packets sent to "
+			    "one",
+			    q);
+	if (v6 && !memcmp(a, v4mapped, sizeof(v4mapped)))
+		return fail(c,
+			    "%s is an IPv4-mapped IPv6 address: write the IPv4 address (an IPv4 "
+			    "mapping applies to IPv4 flows)",
+			    q);
+	return 0;
+}
+
+static int parse_map_to(struct pctx *c, json_object *v, struct loupe_policy_rewrite *rw)
+{
+	static const char *const known[] = { "address", "port", NULL };
+	json_object *f;
+	int64_t x;
+	size_t old;
+	int r;
+
+	r = want_object(c, v);
+	if (r == 0)
+		r = check_fields(c, v, known);
+	if (r < 0)
+		return r;
+	if (!member(v, "address", &f))
+		return fail_at(c, "address",
+			       "missing: the IPv4 or IPv6 address the flows are sent to");
+	old = push_key(c, "address");
+	r = want_string(c, f);
+	if (r == 0)
+		r = parse_map_address(c, json_object_get_string(f),
+				      (size_t)json_object_get_string_len(f), rw);
+	pop(c, old);
+	if (r < 0)
+		return r;
+	if (member(v, "port", &f)) {
+		old = push_key(c, "port");
+		r = get_int(c, f, 1, 65535, &x);
+		pop(c, old);
+		if (r < 0)
+			return r;
+		rw->map_to.port = (uint16_t)x;
+	}
+	rw->actions |= LOUPE_POLICY_RW_MAP;
+	return 0;
+}
+
+static int parse_vlan(struct pctx *c, json_object *v, struct loupe_policy_rewrite *rw)
+{
+	static const char *const known[] = { "push", "pop", NULL };
+	json_object *push, *pop_v;
+	bool has_push, has_pop;
+	int64_t x;
+	size_t old;
+	int r;
+
+	r = want_object(c, v);
+	if (r == 0)
+		r = check_fields(c, v, known);
+	if (r < 0)
+		return r;
+	has_push = member(v, "push", &push);
+	has_pop = member(v, "pop", &pop_v);
+	if (has_push && has_pop)
+		return fail(c, "push and pop together: a rewrite pushes a tag or pops one");
+	if (!has_push && !has_pop)
+		return fail(c, "missing: push (a VLAN ID, 1..4094) or pop (true)");
+	if (has_push) {
+		old = push_key(c, "push");
+		r = get_int(c, push, 1, 4094, &x);
+		pop(c, old);
+		if (r < 0)
+			return r;
+		rw->vlan_id = (uint16_t)x;
+		rw->actions |= LOUPE_POLICY_RW_VLAN_PUSH;
+		return 0;
+	}
+	old = push_key(c, "pop");
+	r = want(c, pop_v, json_type_boolean, "true");
+	if (r == 0 && !json_object_get_boolean(pop_v))
+		r = fail(c, "false pops nothing: write \"pop\": true, or leave vlan out");
+	pop(c, old);
+	if (r < 0)
+		return r;
+	rw->actions |= LOUPE_POLICY_RW_VLAN_POP;
+	return 0;
+}
+
+/* RFC 7230 tchar: what a header field name is made of. */
+static bool is_tchar(unsigned char ch)
+{
+	return isalnum(ch) ? ch < 0x80 : ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+}
+
+static int parse_mask_headers(struct pctx *c, json_object *v, struct loupe_policy_rewrite *rw)
+{
+	char q[QUOTE_MAX * 6 + 8];
+	size_t n, i, k, old, len;
+	const char *s;
+	int r;
+
+	r = get_list(c, v, &n);
+	if (r < 0)
+		return r;
+	if (n > LOUPE_POLICY_MASK_HEADERS_MAX)
+		return fail(c, "%zu headers are too many: a rewrite masks at most %d", n,
+			    LOUPE_POLICY_MASK_HEADERS_MAX);
+	rw->mask_headers = calloc(n, sizeof(*rw->mask_headers));
+	if (!rw->mask_headers)
+		return oom(c);
+	for (i = 0; i < n; i++) {
+		json_object *e = json_object_array_get_idx(v, i);
+		char *name;
+
+		old = push_index(c, i);
+		r = want_string(c, e);
+		if (r < 0)
+			goto next;
+		s = json_object_get_string(e);
+		len = (size_t)json_object_get_string_len(e);
+		quote(q, sizeof(q), s, len);
+		if (len == 0) {
+			r = fail(c, "an empty header name is not allowed");
+			goto next;
+		}
+		if (len > LOUPE_POLICY_HEADER_NAME_MAX) {
+			r = fail(c, "%s is longer than %d characters", q,
+				 LOUPE_POLICY_HEADER_NAME_MAX);
+			goto next;
+		}
+		for (k = 0; k < len; k++) {
+			if (!is_tchar((unsigned char)s[k])) {
+				r = fail(c,
+					 "%s is not a header name: letters, digits and "
+					 "!#$%%&'*+-.^_`|~ only (an RFC 7230 token), without the "
+					 "':'",
+					 q);
+				goto next;
+			}
+		}
+		name = xdup(s, len);
+		if (!name) {
+			r = oom(c);
+			goto next;
+		}
+		for (k = 0; k < len; k++)
+			name[k] = (char)tolower((unsigned char)name[k]);
+		for (k = 0; k < rw->n_mask_headers; k++)
+			if (!strcmp(rw->mask_headers[k], name))
+				break;
+		if (k < rw->n_mask_headers) {
+			free(name);
+			r = fail(c,
+				 "%s is also maskHeaders[%zu]: header names are case-insensitive",
+				 q, k);
+			goto next;
+		}
+		rw->mask_headers[rw->n_mask_headers++] = name;
+	next:
+		pop(c, old);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int parse_rewrite_http(struct pctx *c, json_object *v, struct loupe_policy_rewrite *rw)
+{
+	static const char *const known[] = { "maskHeaders", NULL };
+	json_object *f;
+	size_t old;
+	int r;
+
+	r = want_object(c, v);
+	if (r == 0)
+		r = check_fields(c, v, known);
+	if (r < 0)
+		return r;
+	if (!member(v, "maskHeaders", &f))
+		return fail_at(c, "maskHeaders",
+			       "missing: the request headers whose values are masked");
+	old = push_key(c, "maskHeaders");
+	r = parse_mask_headers(c, f, rw);
+	pop(c, old);
+	if (r < 0)
+		return r;
+	rw->actions |= LOUPE_POLICY_RW_MASK;
+	return 0;
+}
+
+/* What the actions need of the direction and the match (the whole entry is parsed). */
+static int check_rewrite(struct pctx *c, const struct loupe_policy_rewrite *rw)
+{
+	const struct loupe_policy_match *m = &rw->match;
+	char addr[INET6_ADDRSTRLEN];
+	unsigned int i;
+	size_t old;
+	int r;
+
+	if (rw->actions & LOUPE_POLICY_RW_MAP) {
+		if (rw->direction != LOUPE_POLICY_EGRESS)
+			return fail_at(c, "mapTo",
+				       "a mapping is for egress: the pod opens the flow to the "
+				       "address that is mapped");
+		for (i = 0; i < m->n_ports && rw->map_to.port; i++) {
+			if (m->ports[i].protocol != LOUPE_POLICY_ICMP)
+				continue;
+			old = push_key(c, "mapTo");
+			r = fail_at(c, "port",
+				    "match.ports[%u] is ICMP, which has no ports: leave the port "
+				    "out, or write a rewrite of its own for ICMP",
+				    i);
+			pop(c, old);
+			return r;
+		}
+		for (i = 0; i < m->n_ports; i++)
+			if (m->ports[i].protocol != LOUPE_POLICY_ICMP)
+				break;
+		if (m->n_ports && i == m->n_ports)
+			return fail_at(
+				c, "mapTo",
+				"match.ports holds only ICMP, and a mapping applies to TCP and "
+				"UDP flows: it would never apply");
+		for (i = 0; i < m->n_cidrs; i++)
+			if (m->cidrs[i].family == rw->map_to.family)
+				break;
+		if (m->n_cidrs && i == m->n_cidrs) {
+			inet_ntop(rw->map_to.family, rw->map_to.addr, addr, sizeof(addr));
+			old = push_key(c, "mapTo");
+			r = fail_at(
+				c, "address",
+				"\"%s\" is an %s address but match.cidrs holds only %s prefixes: "
+				"a mapping applies to flows of its own family, so this one "
+				"never would",
+				addr, rw->map_to.family == AF_INET ? "IPv4" : "IPv6",
+				rw->map_to.family == AF_INET ? "IPv6" : "IPv4");
+			pop(c, old);
+			return r;
+		}
+	}
+	if (rw->actions & LOUPE_POLICY_RW_MASK && m->n_ports) {
+		for (i = 0; i < m->n_ports; i++)
+			if (m->ports[i].protocol == LOUPE_POLICY_TCP)
+				break;
+		if (i == m->n_ports)
+			return fail_at(c, "http",
+				       "maskHeaders masks HTTP requests, which run over TCP, and "
+				       "match.ports has no TCP entry: it would never apply");
+	}
+	return 0;
+}
+
+static int parse_rewrite(struct pctx *c, json_object *v, struct loupe_policy_rewrite *rw)
+{
+	static const char *const known[] = { "name",	"direction", "match", "mapTo",
+					     "setDscp", "vlan",	     "http",  NULL };
+	json_object *f;
+	int64_t x;
+	size_t old;
+	int r, e;
+
+	r = want_object(c, v);
+	if (r == 0)
+		r = check_fields(c, v, known);
+	if (r < 0)
+		return r;
+	r = parse_object_name(c, v, "missing: every rewrite has a name (a DNS-1123 label)",
+			      &rw->name);
+	if (r < 0)
+		return r;
+
+	if (!member(v, "direction", &f))
+		return fail_at(c, "direction", "missing: egress or ingress");
+	old = push_key(c, "direction");
+	r = get_enum(c, f, direction_names, ARRAY_SIZE(direction_names), &e);
+	pop(c, old);
+	if (r < 0)
+		return r;
+	rw->direction = (enum loupe_policy_direction)e;
+
+	if (!member(v, "match", &f))
+		return fail_at(c, "match", "missing: write \"match\": {} to rewrite every %s flow",
+			       direction_names[rw->direction]);
+	old = push_key(c, "match");
+	r = parse_rewrite_match(c, f, &rw->match);
+	pop(c, old);
+	if (r < 0)
+		return r;
+
+	if (member(v, "mapTo", &f)) {
+		old = push_key(c, "mapTo");
+		r = parse_map_to(c, f, rw);
+		pop(c, old);
+		if (r < 0)
+			return r;
+	}
+	if (member(v, "setDscp", &f)) {
+		old = push_key(c, "setDscp");
+		r = get_int(c, f, 0, 63, &x);
+		pop(c, old);
+		if (r < 0)
+			return r;
+		rw->dscp = (uint8_t)x;
+		rw->actions |= LOUPE_POLICY_RW_DSCP;
+	}
+	if (member(v, "vlan", &f)) {
+		old = push_key(c, "vlan");
+		r = parse_vlan(c, f, rw);
+		pop(c, old);
+		if (r < 0)
+			return r;
+	}
+	if (member(v, "http", &f)) {
+		old = push_key(c, "http");
+		r = parse_rewrite_http(c, f, rw);
+		pop(c, old);
+		if (r < 0)
+			return r;
+	}
+	if (!rw->actions)
+		return fail(c, "a rewrite needs at least one action: mapTo, setDscp, vlan or http");
+	return check_rewrite(c, rw);
+}
+
+static void rewrite_free(struct loupe_policy_rewrite *rw)
+{
+	unsigned int i;
+
+	free(rw->name);
+	match_free(&rw->match);
+	for (i = 0; i < rw->n_mask_headers; i++)
+		free(rw->mask_headers[i]);
+	free(rw->mask_headers);
+}
+
+static int parse_rewrites(struct pctx *c, json_object *v, struct loupe_policy *p)
+{
+	size_t n, i, k, old;
+	int r;
+
+	r = want_array(c, v);
+	if (r < 0)
+		return r;
+	n = json_object_array_length(v);
+	if (n > LOUPE_POLICY_REWRITES_MAX)
+		return fail(c, "%zu rewrites are too many: a policy has at most %d", n,
+			    LOUPE_POLICY_REWRITES_MAX);
+	if (n == 0)
+		return 0;
+	p->rewrites = calloc(n, sizeof(*p->rewrites));
+	if (!p->rewrites)
+		return oom(c);
+	for (i = 0; i < n; i++) {
+		struct loupe_policy_rewrite *rw = &p->rewrites[i];
+
+		old = push_index(c, i);
+		p->n_rewrites++; /* freed by policy_free() from here on */
+		r = parse_rewrite(c, json_object_array_get_idx(v, i), rw);
+		/* events and metrics name rules and rewrites alike: one namespace */
+		for (k = 0; r == 0 && k < p->n_rules; k++)
+			if (strcmp(p->rules[k].name, rw->name) == 0)
+				r = fail_at(c, "name", "\"%s\" is also the name of rules[%zu]",
+					    rw->name, k);
+		for (k = 0; r == 0 && k < i; k++)
+			if (strcmp(p->rewrites[k].name, rw->name) == 0)
+				r = fail_at(c, "name", "\"%s\" is also the name of rewrites[%zu]",
+					    rw->name, k);
+		pop(c, old);
+		if (r < 0)
+			return r;
+	}
+
+	/* the first entry that fits applies: one that fits every flow hides the later ones */
+	for (i = 0; i < n; i++) {
+		for (k = 0; k < i; k++)
+			if (p->rewrites[k].direction == p->rewrites[i].direction &&
+			    match_is_empty(&p->rewrites[k].match))
+				break;
+		if (k == i)
+			continue;
+		old = push_index(c, i);
+		warn(c,
+		     "never applies: rewrites[%zu] (\"%s\") before it fits every %s flow with "
+		     "\"match\": {}",
+		     k, p->rewrites[k].name, direction_names[p->rewrites[i].direction]);
+		pop(c, old);
+	}
+	return 0;
+}
+
+/* The default burst: a tenth of a second at the rate, at least a GSO packet. */
+static uint64_t default_burst(uint64_t bytes_per_sec)
+{
+	uint64_t b = bytes_per_sec / 10;
+
+	if (b < LOUPE_POLICY_BURST_MIN_DEFAULT)
+		b = LOUPE_POLICY_BURST_MIN_DEFAULT;
+	return b > LOUPE_POLICY_BURST_MAX ? LOUPE_POLICY_BURST_MAX : b;
+}
+
+static int parse_rate_limit(struct pctx *c, json_object *v, struct loupe_policy_rate_limit *rl)
+{
+	static const char *const known[] = { "direction", "bytesPerSecond", "burst", NULL };
+	json_object *f;
+	int64_t x;
+	size_t old;
+	int r, e;
+
+	r = want_object(c, v);
+	if (r == 0)
+		r = check_fields(c, v, known);
+	if (r < 0)
+		return r;
+	if (!member(v, "direction", &f))
+		return fail_at(c, "direction", "missing: egress or ingress");
+	old = push_key(c, "direction");
+	r = get_enum(c, f, direction_names, ARRAY_SIZE(direction_names), &e);
+	pop(c, old);
+	if (r < 0)
+		return r;
+	rl->direction = (enum loupe_policy_direction)e;
+
+	if (!member(v, "bytesPerSecond", &f))
+		return fail_at(c, "bytesPerSecond",
+			       "missing: the rate, in bytes per second (1..%llu)",
+			       (unsigned long long)LOUPE_POLICY_RATE_MAX);
+	old = push_key(c, "bytesPerSecond");
+	r = get_int(c, f, 1, (int64_t)LOUPE_POLICY_RATE_MAX, &x);
+	pop(c, old);
+	if (r < 0)
+		return r;
+	rl->bytes_per_sec = (uint64_t)x;
+
+	rl->burst = default_burst(rl->bytes_per_sec);
+	if (member(v, "burst", &f)) {
+		old = push_key(c, "burst");
+		r = get_int(c, f, 1, (int64_t)LOUPE_POLICY_BURST_MAX, &x);
+		if (r == 0 && x < LOUPE_POLICY_BURST_MIN_DEFAULT)
+			warn(c,
+			     "a token bucket never passes a packet larger than its burst, and a "
+			     "pod's TCP packets reach 64 KiB with GSO: a burst under %d bytes can "
+			     "stall its connections",
+			     LOUPE_POLICY_BURST_MIN_DEFAULT);
+		pop(c, old);
+		if (r < 0)
+			return r;
+		rl->burst = (uint64_t)x;
+	}
+	return 0;
+}
+
+static int parse_rate_limits(struct pctx *c, json_object *v, struct loupe_policy *p)
+{
+	size_t n, i, k, old;
+	int r;
+
+	r = want_array(c, v);
+	if (r < 0)
+		return r;
+	n = json_object_array_length(v);
+	if (n > ARRAY_SIZE(p->rate_limits))
+		return fail(c, "%zu rate limits are too many: a policy has one per direction", n);
+	for (i = 0; i < n; i++) {
+		struct loupe_policy_rate_limit *rl = &p->rate_limits[i];
+
+		old = push_index(c, i);
+		r = parse_rate_limit(c, json_object_array_get_idx(v, i), rl);
+		for (k = 0; r == 0 && k < i; k++)
+			if (p->rate_limits[k].direction == rl->direction)
+				r = fail_at(
+					c, "direction",
+					"rateLimits[%zu] is also for %s: a policy has one limit "
+					"per direction",
+					k, direction_names[rl->direction]);
+		pop(c, old);
+		if (r < 0)
+			return r;
+		p->n_rate_limits++;
+	}
+	return 0;
+}
+
 /* ---- policies ---------------------------------------------------------------------------- */
 
 static void selector_free(struct loupe_policy_selector *s)
@@ -1860,6 +2417,9 @@ static void policy_free(struct loupe_policy *p)
 		match_free(&p->rules[i].match);
 	}
 	free(p->rules);
+	for (i = 0; i < p->n_rewrites; i++)
+		rewrite_free(&p->rewrites[i]);
+	free(p->rewrites);
 	memset(p, 0, sizeof(*p));
 }
 
@@ -1954,7 +2514,8 @@ static int parse_rules(struct pctx *c, json_object *v, struct loupe_policy *p)
 
 static int parse_spec(struct pctx *c, json_object *v, struct loupe_policy *p)
 {
-	static const char *const known[] = { "priority", "podSelector", "defaultAction", "rules",
+	static const char *const known[] = { "priority", "podSelector", "defaultAction",
+					     "rules",	 "rewrites",	"rateLimits",
 					     NULL };
 	json_object *f;
 	int64_t x;
@@ -1999,8 +2560,24 @@ static int parse_spec(struct pctx *c, json_object *v, struct loupe_policy *p)
 		if (r < 0)
 			return r;
 	}
-	if (!p->n_rules && p->default_action == LOUPE_POLICY_ACTION_NONE)
-		warn(c, "this policy has no rules and no defaultAction: it changes nothing");
+	if (member(v, "rewrites", &f)) {
+		old = push_key(c, "rewrites");
+		r = parse_rewrites(c, f, p);
+		pop(c, old);
+		if (r < 0)
+			return r;
+	}
+	if (member(v, "rateLimits", &f)) {
+		old = push_key(c, "rateLimits");
+		r = parse_rate_limits(c, f, p);
+		pop(c, old);
+		if (r < 0)
+			return r;
+	}
+	if (!p->n_rules && p->default_action == LOUPE_POLICY_ACTION_NONE && !p->n_rewrites &&
+	    !p->n_rate_limits)
+		warn(c, "this policy has no rules, defaultAction, rewrites or rateLimits: it "
+			"changes nothing");
 	return 0;
 }
 
@@ -2096,7 +2673,7 @@ static int parse_policy(struct pctx *c, json_object *v, bool header_optional,
 struct doc {
 	struct loupe_policy *v;
 	unsigned int n, cap;
-	unsigned int n_rules;
+	unsigned int n_rules, n_rewrites;
 };
 
 static void doc_free(struct doc *d)
@@ -2155,6 +2732,19 @@ static int doc_add(struct pctx *c, struct doc *d, json_object *v, bool header_op
 		return r;
 	}
 	d->n_rules += p->n_rules;
+
+	total = set->n_rewrites + d->n_rewrites + p->n_rewrites;
+	if (total > LOUPE_POLICY_SET_REWRITES_MAX) {
+		old = push_key(c, "spec");
+		push_key(c, "rewrites");
+		r = fail(c,
+			 "with these the set has %u rewrites; it holds at most %d (all policies "
+			 "together)",
+			 total, LOUPE_POLICY_SET_REWRITES_MAX);
+		pop(c, old);
+		return r;
+	}
+	d->n_rewrites += p->n_rewrites;
 	return 0;
 }
 
@@ -2315,6 +2905,7 @@ int loupe_policy_parse(const char *json, size_t len, const char *source_name,
 	memcpy(set->policies + set->n_policies, d.v, d.n * sizeof(*d.v));
 	set->n_policies += d.n;
 	set->n_rules += d.n_rules;
+	set->n_rewrites += d.n_rewrites;
 	d.n = 0;
 	for (i = 0; i < c.n_warnings; i++) {
 		locate(json, len, &c.warnings[i]);
@@ -2725,6 +3316,71 @@ static json_object *match_json(const struct loupe_policy_match *m)
 	return o;
 }
 
+static json_object *rewrite_json(const struct loupe_policy_rewrite *rw)
+{
+	json_object *o = json_object_new_object(), *h;
+	char addr[INET6_ADDRSTRLEN];
+	int r;
+
+	if (!o)
+		return NULL;
+	r = add(o, "name", json_str(rw->name));
+	if (r == 0)
+		r = add(o, "direction", json_str(direction_names[rw->direction]));
+	if (r == 0)
+		r = add(o, "match", match_json(&rw->match));
+	if (r == 0 && rw->actions & LOUPE_POLICY_RW_MAP) {
+		h = json_object_new_object();
+		r = add(o, "mapTo", h);
+		inet_ntop(rw->map_to.family, rw->map_to.addr, addr, sizeof(addr));
+		if (r == 0)
+			r = add(h, "address", json_str(addr));
+		if (r == 0 && rw->map_to.port)
+			r = add(h, "port", json_object_new_int(rw->map_to.port));
+	}
+	if (r == 0 && rw->actions & LOUPE_POLICY_RW_DSCP)
+		r = add(o, "setDscp", json_object_new_int(rw->dscp));
+	if (r == 0 && rw->actions & (LOUPE_POLICY_RW_VLAN_PUSH | LOUPE_POLICY_RW_VLAN_POP)) {
+		h = json_object_new_object();
+		r = add(o, "vlan", h);
+		if (r == 0 && rw->actions & LOUPE_POLICY_RW_VLAN_PUSH)
+			r = add(h, "push", json_object_new_int(rw->vlan_id));
+		else if (r == 0)
+			r = add(h, "pop", json_object_new_boolean(1));
+	}
+	if (r == 0 && rw->actions & LOUPE_POLICY_RW_MASK) {
+		h = json_object_new_object();
+		r = add(o, "http", h);
+		if (r == 0)
+			r = add(h, "maskHeaders",
+				strings_json(rw->mask_headers, rw->n_mask_headers));
+	}
+	if (r < 0) {
+		json_object_put(o);
+		return NULL;
+	}
+	return o;
+}
+
+static json_object *rate_limit_json(const struct loupe_policy_rate_limit *rl)
+{
+	json_object *o = json_object_new_object();
+	int r;
+
+	if (!o)
+		return NULL;
+	r = add(o, "direction", json_str(direction_names[rl->direction]));
+	if (r == 0)
+		r = add(o, "bytesPerSecond", json_object_new_int64((int64_t)rl->bytes_per_sec));
+	if (r == 0)
+		r = add(o, "burst", json_object_new_int64((int64_t)rl->burst));
+	if (r < 0) {
+		json_object_put(o);
+		return NULL;
+	}
+	return o;
+}
+
 static json_object *policy_json(const struct loupe_policy *p)
 {
 	json_object *o = json_object_new_object(), *meta, *ann, *spec, *sel, *rules, *rule;
@@ -2782,6 +3438,19 @@ static json_object *policy_json(const struct loupe_policy *p)
 			r = add(rule, "match", match_json(&ru->match));
 		if (r == 0)
 			r = add(rule, "action", json_str(action_names[ru->action]));
+	}
+	/* left out when empty: the normalised form of a set without them is as it was */
+	if (r == 0 && p->n_rewrites) {
+		rules = json_object_new_array();
+		r = add(spec, "rewrites", rules);
+		for (i = 0; r == 0 && i < p->n_rewrites; i++)
+			r = push(rules, rewrite_json(&p->rewrites[i]));
+	}
+	if (r == 0 && p->n_rate_limits) {
+		rules = json_object_new_array();
+		r = add(spec, "rateLimits", rules);
+		for (i = 0; r == 0 && i < p->n_rate_limits; i++)
+			r = push(rules, rate_limit_json(&p->rate_limits[i]));
 	}
 	if (r < 0) {
 		json_object_put(o);

@@ -4,7 +4,7 @@
  * directory (a mounted ConfigMap too) to plain C structs, and back to normalised JSON.
  * Refuses a document with the JSON path of the first problem and a sentence. Not for
  * precedence at run time, compiling to maps or enforcing (the compiler and the datapath).
- * The format and its meaning: docs/policy.md.
+ * The format and its meaning: docs/policy.md; rewrites and rate limits: docs/rewrite.md.
  */
 #ifndef LOUPE_POLICY_H
 #define LOUPE_POLICY_H
@@ -27,6 +27,15 @@
 #define LOUPE_POLICY_GLOB_MAX	      64  /* a podSelector.interfaces glob */
 #define LOUPE_POLICY_LABEL_MAX	      63  /* a label value, and a label key's name part */
 #define LOUPE_POLICY_PRIORITY_DEFAULT 1000
+#define LOUPE_POLICY_REWRITES_MAX     64	   /* rewrites in a policy */
+#define LOUPE_POLICY_SET_REWRITES_MAX 256	   /* rewrites in a set (LOUPE_REWRITES_MAX) */
+#define LOUPE_POLICY_MASK_HEADERS_MAX 8		   /* http.maskHeaders (LOUPE_MASK_HEADERS_MAX) */
+#define LOUPE_POLICY_HEADER_NAME_MAX  64	   /* a maskHeaders name */
+#define LOUPE_POLICY_RATE_MAX	      (1ULL << 40) /* rateLimits[].bytesPerSecond */
+#define LOUPE_POLICY_BURST_MAX	      (1ULL << 32) /* rateLimits[].burst, bytes */
+/* the least default burst: a GSO packet of a pod's TCP flow is up to 64 KiB, and a token
+ * bucket never passes a packet larger than its burst */
+#define LOUPE_POLICY_BURST_MIN_DEFAULT 65536
 
 enum loupe_policy_action {
 	LOUPE_POLICY_ACTION_NONE = 0, /* defaultAction left out: no opinion */
@@ -121,6 +130,39 @@ struct loupe_policy_rule {
 	enum loupe_policy_action action; /* never NONE */
 };
 
+/* What a rewrite does: bits of loupe_policy_rewrite.actions (docs/rewrite.md). */
+enum loupe_policy_rewrite_action {
+	LOUPE_POLICY_RW_MAP = 1 << 0,	    /* mapTo */
+	LOUPE_POLICY_RW_DSCP = 1 << 1,	    /* setDscp */
+	LOUPE_POLICY_RW_VLAN_PUSH = 1 << 2, /* vlan.push */
+	LOUPE_POLICY_RW_VLAN_POP = 1 << 3,  /* vlan.pop */
+	LOUPE_POLICY_RW_MASK = 1 << 4,	    /* http.maskHeaders */
+};
+
+/* spec.rewrites[]: decided on a flow's first packet, so its match has no http, tls or dns. */
+struct loupe_policy_rewrite {
+	char *name; /* unique among the policy's rules and rewrites */
+	enum loupe_policy_direction direction;
+	struct loupe_policy_match match; /* cidrs and ports only: l7 is NONE */
+	uint32_t actions;		 /* bits of enum loupe_policy_rewrite_action, never 0 */
+	struct {
+		int family;	  /* AF_INET or AF_INET6 */
+		uint8_t addr[16]; /* network order; IPv4 in the first 4 bytes */
+		uint16_t port;	  /* 0: the flow's port is kept */
+	} map_to;		  /* LOUPE_POLICY_RW_MAP; egress only */
+	uint8_t dscp;		  /* LOUPE_POLICY_RW_DSCP: 0..63 */
+	uint16_t vlan_id;	  /* LOUPE_POLICY_RW_VLAN_PUSH: 1..4094 */
+	char **mask_headers;	  /* LOUPE_POLICY_RW_MASK: lower case, unique */
+	unsigned int n_mask_headers;
+};
+
+/* spec.rateLimits[]: a token bucket per pod interface and direction. */
+struct loupe_policy_rate_limit {
+	enum loupe_policy_direction direction;
+	uint64_t bytes_per_sec; /* 1..LOUPE_POLICY_RATE_MAX */
+	uint64_t burst;		/* bytes, 1..LOUPE_POLICY_BURST_MAX; filled in when left out */
+};
+
 /* Each field that is given must match (AND); nothing given selects every pod. */
 struct loupe_policy_selector {
 	char **interfaces; /* fnmatch globs on the host-side interface name */
@@ -142,6 +184,10 @@ struct loupe_policy {
 	enum loupe_policy_action default_action;
 	struct loupe_policy_rule *rules;
 	unsigned int n_rules;
+	struct loupe_policy_rewrite *rewrites; /* in the order written */
+	unsigned int n_rewrites;
+	struct loupe_policy_rate_limit rate_limits[2]; /* at most one per direction */
+	unsigned int n_rate_limits;
 };
 
 /*
@@ -161,7 +207,8 @@ struct loupe_policy_error {
 struct loupe_policy_set {
 	struct loupe_policy *policies; /* in the order they were read */
 	unsigned int n_policies;
-	unsigned int n_rules; /* all policies together */
+	unsigned int n_rules;	 /* all policies together */
+	unsigned int n_rewrites; /* all policies together */
 	/* Things that are valid but probably not what was meant; never a reason to refuse. */
 	struct loupe_policy_error *warnings;
 	unsigned int n_warnings;

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * The policy compiler: numbers the rules of a set in evaluation order and turns the set into
- * the entries of the datapath's policy maps for one slot (loupe/datapath.h, "Policies in the
- * datapath"), each trie's entries folded so that the longest match alone answers. Pure: no
+ * The policy compiler: numbers the rules, defaults and rewrites of a set in evaluation order
+ * and turns the set into the entries of the datapath's policy maps for one slot
+ * (loupe/datapath.h, "Policies in the datapath" and "Rewrites"), each trie's entries folded
+ * so that the longest match alone answers; and resolves a pod's rate limits. Pure: no
  * syscalls. Not for writing the maps (policy_apply.c) or for validating (policy.c).
  */
 #include <ctype.h>
@@ -24,6 +25,17 @@ _Static_assert(offsetof(struct loupe_policy_addr_key, slot) == KEY_DATA_OFFSET, 
 _Static_assert(offsetof(struct loupe_policy_port_key, slot) == KEY_DATA_OFFSET, "port key");
 _Static_assert(offsetof(struct loupe_policy_name_key, slot) == KEY_DATA_OFFSET, "name key");
 _Static_assert(offsetof(struct loupe_policy_path_key, slot) == KEY_DATA_OFFSET, "path key");
+/* the parser's limits are the datapath's (policy.h does not include loupe/datapath.h) */
+_Static_assert(LOUPE_POLICY_SET_REWRITES_MAX == LOUPE_REWRITES_MAX, "rewrites in a set");
+_Static_assert(LOUPE_POLICY_MASK_HEADERS_MAX == LOUPE_MASK_HEADERS_MAX, "maskHeaders");
+#define SAME(a, b) ((int)(a) == (int)(b))
+_Static_assert(SAME(LOUPE_POLICY_RW_MAP, LOUPE_RW_MAP) &&
+		       SAME(LOUPE_POLICY_RW_DSCP, LOUPE_RW_DSCP) &&
+		       SAME(LOUPE_POLICY_RW_VLAN_PUSH, LOUPE_RW_VLAN_PUSH) &&
+		       SAME(LOUPE_POLICY_RW_VLAN_POP, LOUPE_RW_VLAN_POP) &&
+		       SAME(LOUPE_POLICY_RW_MASK, LOUPE_RW_MASK),
+	       "rewrite action bits: loupe_rewrite.actions takes the parser's as they are");
+#undef SAME
 
 /* Prefix lengths of the entries that match everything after the slot (and kind). */
 #define ADDR_PREFIX_KIND  16
@@ -141,6 +153,25 @@ static int policy_copy(struct loupe_policy *dst, const struct loupe_policy *src)
 		    match_copy(&dst->rules[i].match, &src->rules[i].match))
 			return -ENOMEM;
 	}
+	memcpy(dst->rate_limits, src->rate_limits, sizeof(dst->rate_limits));
+	dst->n_rate_limits = src->n_rate_limits;
+	if (src->n_rewrites && !(dst->rewrites = calloc(src->n_rewrites, sizeof(*dst->rewrites))))
+		return -ENOMEM;
+	dst->n_rewrites = src->n_rewrites;
+	for (unsigned int i = 0; i < src->n_rewrites; i++) {
+		const struct loupe_policy_rewrite *sr = &src->rewrites[i];
+		struct loupe_policy_rewrite *dr = &dst->rewrites[i];
+
+		dr->direction = sr->direction;
+		dr->actions = sr->actions;
+		dr->map_to = sr->map_to;
+		dr->dscp = sr->dscp;
+		dr->vlan_id = sr->vlan_id;
+		if (str_copy(&dr->name, sr->name) || match_copy(&dr->match, &sr->match) ||
+		    strings_copy(&dr->mask_headers, &dr->n_mask_headers, sr->mask_headers,
+				 sr->n_mask_headers))
+			return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -155,6 +186,7 @@ static struct loupe_policy_set *set_copy(const struct loupe_policy_set *src)
 		return loupe_policy_set_free(dst);
 	dst->n_policies = dst->cap_policies = src->n_policies;
 	dst->n_rules = src->n_rules;
+	dst->n_rewrites = src->n_rewrites;
 	for (unsigned int i = 0; i < src->n_policies; i++)
 		if (policy_copy(&dst->policies[i], &src->policies[i]))
 			return loupe_policy_set_free(dst);
@@ -178,6 +210,24 @@ static unsigned int set_rule_count(const struct loupe_policy_set *set)
 	return n;
 }
 
+static unsigned int set_default_count(const struct loupe_policy_set *set)
+{
+	unsigned int n = 0;
+
+	for (unsigned int i = 0; i < set->n_policies; i++)
+		n += set->policies[i].default_action != LOUPE_POLICY_ACTION_NONE;
+	return n;
+}
+
+static unsigned int set_rewrite_count(const struct loupe_policy_set *set)
+{
+	unsigned int n = 0;
+
+	for (unsigned int i = 0; i < set->n_policies; i++)
+		n += set->policies[i].n_rewrites;
+	return n;
+}
+
 /* Pod labels are not known yet: a selector with labels selects no pod (docs/policy.md). */
 static bool selects_nothing(const struct loupe_policy *p)
 {
@@ -186,13 +236,15 @@ static bool selects_nothing(const struct loupe_policy *p)
 
 /*
  * Walks the policies of a sorted set with their bits: rules numbered from 0 in order, then
- * the defaults from the rule count on. @default_bit is -1 for a policy without one.
+ * the defaults from the rule count on, then the rewrites after the defaults. @default_bit is
+ * -1 for a policy without one.
  */
 struct bit_walk {
 	unsigned int policy;
 	unsigned int first_rule_bit;
 	int default_bit;
-	unsigned int next_rule_bit, next_default_bit;
+	unsigned int first_rewrite_bit;
+	unsigned int next_rule_bit, next_default_bit, next_rewrite_bit;
 };
 
 static void bit_walk_start(struct bit_walk *w, const struct loupe_policy_set *set)
@@ -200,6 +252,7 @@ static void bit_walk_start(struct bit_walk *w, const struct loupe_policy_set *se
 	memset(w, 0, sizeof(*w));
 	w->policy = (unsigned int)-1; /* the first bit_walk_next() moves to policy 0 */
 	w->next_default_bit = set_rule_count(set);
+	w->next_rewrite_bit = w->next_default_bit + set_default_count(set);
 }
 
 static bool bit_walk_next(struct bit_walk *w, const struct loupe_policy_set *set)
@@ -211,13 +264,15 @@ static bool bit_walk_next(struct bit_walk *w, const struct loupe_policy_set *set
 	p = &set->policies[w->policy];
 	w->first_rule_bit = w->next_rule_bit;
 	w->next_rule_bit += p->n_rules;
+	w->first_rewrite_bit = w->next_rewrite_bit;
+	w->next_rewrite_bit += p->n_rewrites;
 	w->default_bit = -1;
 	if (p->default_action != LOUPE_POLICY_ACTION_NONE)
 		w->default_bit = (int)w->next_default_bit++;
 	return true;
 }
 
-/* The policy's own bits: its rules' and its default's. */
+/* The policy's own bits: its rules', its default's and its rewrites'. */
 static void bit_walk_own_bits(const struct bit_walk *w, const struct loupe_policy *p,
 			      struct loupe_policy_bits *ret)
 {
@@ -226,6 +281,8 @@ static void bit_walk_own_bits(const struct bit_walk *w, const struct loupe_polic
 		loupe_policy_bit_set(ret, w->first_rule_bit + i);
 	if (w->default_bit >= 0)
 		loupe_policy_bit_set(ret, (unsigned int)w->default_bit);
+	for (unsigned int i = 0; i < p->n_rewrites; i++)
+		loupe_policy_bit_set(ret, w->first_rewrite_bit + i);
 }
 
 /* ---- entries ---------------------------------------------------------------------------- */
@@ -413,17 +470,18 @@ static int add_port_range(struct compile_ctx *x, uint8_t direction, uint8_t prot
 	return r;
 }
 
-static int add_ports(struct compile_ctx *x, const struct loupe_policy_rule *rule,
-		     const struct loupe_policy_bits *value)
+/* The ports of a rule's or rewrite's @m in @direction. */
+static int add_ports(struct compile_ctx *x, enum loupe_policy_direction direction,
+		     const struct loupe_policy_match *m, const struct loupe_policy_bits *value)
 {
-	uint8_t dir = rule->direction == LOUPE_POLICY_INGRESS ? LOUPE_DIR_POD_INGRESS
-							      : LOUPE_DIR_POD_EGRESS;
+	uint8_t dir =
+		direction == LOUPE_POLICY_INGRESS ? LOUPE_DIR_POD_INGRESS : LOUPE_DIR_POD_EGRESS;
 	int r = 0;
 
-	if (!rule->match.n_ports)
+	if (!m->n_ports)
 		return add_port(x, dir, 0, PORT_PREFIX_DIR, 0, value);
-	for (unsigned int i = 0; i < rule->match.n_ports && !r; i++) {
-		const struct loupe_policy_port *p = &rule->match.ports[i];
+	for (unsigned int i = 0; i < m->n_ports && !r; i++) {
+		const struct loupe_policy_port *p = &m->ports[i];
 
 		switch (p->protocol) {
 		case LOUPE_POLICY_ICMP:
@@ -534,7 +592,7 @@ static int add_rule(struct compile_ctx *x, const struct loupe_policy_rule *rule,
 	loupe_policy_bit_set(&value, bit);
 	if ((r = add_addrs(x, LOUPE_POL_ADDR_PEER4, LOUPE_POL_ADDR_PEER6, m->cidrs, m->n_cidrs,
 			   &value)) ||
-	    (r = add_ports(x, rule, &value)))
+	    (r = add_ports(x, rule->direction, m, &value)))
 		return r;
 	switch (m->l7) {
 	case LOUPE_POLICY_L7_NONE:
@@ -564,6 +622,25 @@ static int add_default(struct compile_ctx *x, unsigned int bit)
 	return add_port(x, LOUPE_DIR_POD_INGRESS, 0, PORT_PREFIX_DIR, 0, &value);
 }
 
+/*
+ * A rewrite is found by the same lookups as a rule without L7: its peer addresses and ports.
+ * It is kept out of l4_only: the judge's first-packet answer is rules only, and the rewrite
+ * is picked among the bits from rewrite_base on.
+ */
+static int add_rewrite(struct compile_ctx *x, const struct loupe_policy_rewrite *rw,
+		       unsigned int bit)
+{
+	const struct loupe_policy_match *m = &rw->match;
+	struct loupe_policy_bits value = { 0 };
+	int r;
+
+	loupe_policy_bit_set(&value, bit);
+	if ((r = add_addrs(x, LOUPE_POL_ADDR_PEER4, LOUPE_POL_ADDR_PEER6, m->cidrs, m->n_cidrs,
+			   &value)))
+		return r;
+	return add_ports(x, rw->direction, m, &value);
+}
+
 static int add_policy(struct compile_ctx *x, const struct loupe_policy *p, const struct bit_walk *w)
 {
 	const struct loupe_policy_selector *sel = &p->selector;
@@ -571,6 +648,11 @@ static int add_policy(struct compile_ctx *x, const struct loupe_policy *p, const
 	int r = 0;
 
 	if (selects_nothing(p))
+		return 0;
+	if (p->n_rate_limits)
+		x->c->meta.flags |= LOUPE_POL_HAS_RATE_LIMITS;
+	/* limits alone take no bits (they are resolved per pod interface): no entries */
+	if (!p->n_rules && w->default_bit < 0 && !p->n_rewrites)
 		return 0;
 	bit_walk_own_bits(w, p, &own);
 	if (!sel->n_interfaces)
@@ -580,6 +662,8 @@ static int add_policy(struct compile_ctx *x, const struct loupe_policy *p, const
 		r = add_rule(x, &p->rules[i], w->first_rule_bit + i);
 	if (!r && w->default_bit >= 0)
 		r = add_default(x, (unsigned int)w->default_bit);
+	for (unsigned int i = 0; i < p->n_rewrites && !r; i++)
+		r = add_rewrite(x, &p->rewrites[i], w->first_rewrite_bit + i);
 	return r;
 }
 
@@ -617,10 +701,74 @@ static void name_bits(struct loupe_policy_compiled *c)
 				.rule = "",
 				.action = p->default_action,
 				.is_default = true,
+				.kind = LOUPE_POLICY_BIT_DEFAULT,
+			};
+		for (unsigned int i = 0; i < p->n_rewrites; i++)
+			c->bits[w.first_rewrite_bit + i] = (struct loupe_policy_bit_info){
+				.policy = p->name,
+				.rule = p->rewrites[i].name,
+				.action = LOUPE_POLICY_ACTION_NONE,
+				.kind = LOUPE_POLICY_BIT_REWRITE,
 			};
 	}
-	for (unsigned int i = 0; i < c->meta.n_bits; i++)
+	/* a rewrite's action stays 0: it is no verdict */
+	for (unsigned int i = 0; i < c->meta.n_rule_bits; i++)
 		c->meta.action[i] = verdict_of(c->bits[i].action);
+}
+
+uint64_t loupe_policy_mask_hash(const char *name, size_t len)
+{
+	uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a 64: offset basis, then per byte */
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= (uint8_t)tolower((unsigned char)name[i]);
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+/* The datapath's form of a rewrite entry. */
+static void rewrite_compile(const struct loupe_policy_rewrite *rw, struct loupe_rewrite *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	ret->actions = rw->actions;
+	if (rw->actions & LOUPE_POLICY_RW_MAP) {
+		ret->map_ipv6 = rw->map_to.family == AF_INET6;
+		memcpy(ret->map_addr, rw->map_to.addr, ret->map_ipv6 ? 16 : 4);
+		ret->map_port = rw->map_to.port;
+	}
+	if (rw->actions & LOUPE_POLICY_RW_DSCP)
+		ret->dscp = rw->dscp;
+	if (rw->actions & LOUPE_POLICY_RW_VLAN_PUSH)
+		ret->vlan_id = rw->vlan_id;
+	for (unsigned int i = 0; i < rw->n_mask_headers && i < LOUPE_MASK_HEADERS_MAX; i++) {
+		size_t len = strlen(rw->mask_headers[i]);
+
+		ret->mask_hash[i] = loupe_policy_mask_hash(rw->mask_headers[i], len);
+		ret->mask_len[i] = (uint8_t)len;
+		ret->n_mask++;
+	}
+}
+
+/* loupe_pol_rewrites' entries in bit order, and LOUPE_POL_HAS_MAPPINGS. */
+static void rewrites_compile(struct loupe_policy_compiled *c)
+{
+	const struct loupe_policy_set *set = c->set;
+	struct bit_walk w;
+
+	bit_walk_start(&w, set);
+	while (bit_walk_next(&w, set)) {
+		const struct loupe_policy *p = &set->policies[w.policy];
+
+		for (unsigned int i = 0; i < p->n_rewrites; i++) {
+			unsigned int k = w.first_rewrite_bit + i - c->meta.rewrite_base;
+
+			rewrite_compile(&p->rewrites[i], &c->rewrites[k]);
+			c->rewrite_src[k] = &p->rewrites[i];
+			if (p->rewrites[i].actions & LOUPE_POLICY_RW_MAP && !selects_nothing(p))
+				c->meta.flags |= LOUPE_POL_HAS_MAPPINGS;
+		}
+	}
 }
 
 static void error_set(struct loupe_policy_error *e, const char *fmt, ...)
@@ -654,15 +802,20 @@ int loupe_policy_compile(const struct loupe_policy_set *set, uint8_t slot, uint3
 {
 	struct compile_ctx x = { 0 };
 	struct loupe_policy_compiled *c;
-	unsigned int n_bits = set_rule_count(set);
+	unsigned int n_rule_bits = set_rule_count(set) + set_default_count(set);
+	unsigned int n_rewrites = set_rewrite_count(set), n_bits = n_rule_bits + n_rewrites;
 	struct bit_walk w;
 	int r;
 
-	for (unsigned int i = 0; i < set->n_policies; i++)
-		n_bits += set->policies[i].default_action != LOUPE_POLICY_ACTION_NONE;
+	if (n_rewrites > LOUPE_REWRITES_MAX) {
+		error_set(ret_err, "the set has %u rewrites; the datapath holds at most %u",
+			  n_rewrites, LOUPE_REWRITES_MAX);
+		return -EINVAL;
+	}
 	if (n_bits > LOUPE_POLICY_BITS) {
 		error_set(ret_err,
-			  "the set has %u rules and default actions; the datapath holds at most %u",
+			  "the set has %u rules, default actions and rewrites; the datapath holds "
+			  "at most %u",
 			  n_bits, LOUPE_POLICY_BITS);
 		return -EINVAL;
 	}
@@ -674,12 +827,18 @@ int loupe_policy_compile(const struct loupe_policy_set *set, uint8_t slot, uint3
 	c->slot = slot;
 	c->meta.generation = generation;
 	c->meta.n_bits = n_bits;
+	c->meta.n_rule_bits = n_rule_bits;
+	c->meta.rewrite_base = n_rule_bits;
+	c->meta.n_rewrites = n_rewrites;
 	r = -ENOMEM;
 	c->set = set_copy(set);
-	if (!c->set || (n_bits && !(c->bits = calloc(n_bits, sizeof(*c->bits)))))
+	if (!c->set || (n_bits && !(c->bits = calloc(n_bits, sizeof(*c->bits)))) ||
+	    (n_rewrites && (!(c->rewrites = calloc(n_rewrites, sizeof(*c->rewrites))) ||
+			    !(c->rewrite_src = calloc(n_rewrites, sizeof(*c->rewrite_src))))))
 		goto fail;
 	loupe_policy_set_sort(c->set);
 	name_bits(c);
+	rewrites_compile(c);
 
 	bit_walk_start(&w, c->set);
 	while (bit_walk_next(&w, c->set))
@@ -726,6 +885,8 @@ struct loupe_policy_compiled *loupe_policy_compiled_free(struct loupe_policy_com
 	free(c->names.v);
 	free(c->paths.v);
 	free(c->bits);
+	free(c->rewrites);
+	free(c->rewrite_src);
 	loupe_policy_set_free(c->set);
 	free(c);
 	return NULL;
@@ -754,4 +915,64 @@ bool loupe_policy_compiled_iface_bits(const struct loupe_policy_compiled *c, con
 		}
 	}
 	return memcmp(ret, &c->meta.any_iface, sizeof(*ret)) != 0;
+}
+
+/* Whether @addr (IPv4-mapped for IPv4) is in @cidr. */
+static bool cidr_has(const struct loupe_policy_cidr *cidr, const uint8_t addr[16])
+{
+	static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	bool v4 = !memcmp(addr, v4mapped, sizeof(v4mapped));
+	const uint8_t *a = v4 ? addr + 12 : addr;
+	unsigned int full = cidr->prefix_len / 8, rest = cidr->prefix_len % 8;
+
+	if (v4 != (cidr->family == AF_INET) || memcmp(a, cidr->addr, full))
+		return false;
+	return !rest || !((a[full] ^ cidr->addr[full]) & (uint8_t)(0xff << (8 - rest)));
+}
+
+/* Whether @p selects the pod on @ifname with @addrs; unknown ones select by nothing. */
+static bool selects_pod(const struct loupe_policy *p, const char *ifname,
+			const uint8_t (*addrs)[16], size_t n_addrs)
+{
+	const struct loupe_policy_selector *sel = &p->selector;
+	unsigned int i;
+	size_t k;
+
+	if (selects_nothing(p))
+		return false;
+	for (i = 0; i < sel->n_interfaces; i++)
+		if (ifname && !fnmatch(sel->interfaces[i], ifname, 0))
+			break;
+	if (sel->n_interfaces && i == sel->n_interfaces)
+		return false;
+	if (!sel->n_cidrs)
+		return true;
+	for (k = 0; addrs && k < n_addrs; k++)
+		for (i = 0; i < sel->n_cidrs; i++)
+			if (cidr_has(&sel->cidrs[i], addrs[k]))
+				return true;
+	return false;
+}
+
+bool loupe_policy_compiled_rate(const struct loupe_policy_compiled *c, const char *ifname,
+				const uint8_t (*addrs)[16], size_t n_addrs,
+				enum loupe_policy_direction direction,
+				struct loupe_policy_rate_limit *ret)
+{
+	const struct loupe_policy_set *set = c->set;
+
+	/* sorted: the first policy with a limit for the direction that selects the pod wins */
+	for (unsigned int i = 0; i < set->n_policies; i++) {
+		const struct loupe_policy *p = &set->policies[i];
+
+		for (unsigned int k = 0; k < p->n_rate_limits; k++) {
+			if (p->rate_limits[k].direction != direction)
+				continue;
+			if (!selects_pod(p, ifname, addrs, n_addrs))
+				break;
+			*ret = p->rate_limits[k];
+			return true;
+		}
+	}
+	return false;
 }

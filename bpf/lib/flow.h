@@ -7,12 +7,7 @@
 #ifndef LOUPE_BPF_FLOW_H
 #define LOUPE_BPF_FLOW_H
 
-#include "lib/policy.h"
-
-union loupe_any_flow_key {
-	struct loupe_flow_key4 v4;
-	struct loupe_flow_key v6;
-};
+#include "lib/rewrite.h"
 
 /* The flow key of @pkt as seen by a pod for which the packet goes in direction @dir. */
 static __always_inline void loupe_flow_key_of(union loupe_any_flow_key *key,
@@ -40,6 +35,9 @@ static __always_inline void loupe_flow_key_of(union loupe_any_flow_key *key,
 		key->v4.pad[0] = key->v4.pad[1] = key->v4.pad[2] = 0;
 	}
 }
+
+/* loupe_flow_miss(): the packet was a mapped flow's reply, rewritten: look it up again. */
+#define LOUPE_FLOW_MISS_REVERSED 0x100
 
 /*
  * One call site per map: a call site that may see either map gets no inlined lookup from
@@ -110,41 +108,54 @@ static __always_inline void loupe_flow_report_start(struct __sk_buff *skb,
  */
 __noinline int loupe_flow_miss(struct __sk_buff *skb, int dir, __u64 now)
 {
-	union loupe_any_flow_key key __attribute__((aligned(8)));
 	struct loupe_counters *cnt = loupe_counters_get();
 	struct loupe_scratch *s = loupe_scratch_get();
-	struct loupe_flow fresh = {};
 	const struct loupe_pkt *pkt;
+	union loupe_any_flow_key *key;
+	struct loupe_flow *fresh;
 	int verdict;
 	bool ipv6;
 
 	if (!s || !cnt || !skb)
 		return -1;
+	/* in scratch memory: the stack is short, and the calls below need theirs */
+	key = &s->miss_key;
+	fresh = &s->miss_flow;
+	__builtin_memset(fresh, 0, sizeof(*fresh));
 	pkt = &s->pkt;
 	ipv6 = pkt->flags & LOUPE_EVF_IPV6;
 	dir &= 1;
 
+	/* a reply of a mapped flow comes from the real peer: back to the virtual, then retry */
+	verdict = loupe_rewrite_reverse(skb, dir);
+	if (verdict < 0) {
+		cnt->rewrite_failed++;
+		return -1;
+	}
+	if (verdict > 0)
+		return dir | LOUPE_FLOW_MISS_REVERSED;
+
 	if (loupe_cfg_replay) {
 		/* a capture has no hooks: the flow's first packet decides who the pod is */
-		loupe_flow_key_of(&key, pkt, dir ^ 1);
-		if (loupe_flow_lookup(ipv6, &key))
+		loupe_flow_key_of(key, pkt, dir ^ 1);
+		if (loupe_flow_lookup(ipv6, key))
 			return dir ^ 1;
 	}
 
-	loupe_flow_key_of(&key, pkt, dir);
-	fresh.first_seen_ns = now;
-	fresh.ifindex = skb->ifindex;
-	fresh.ipv6 = ipv6;
-	fresh.vlan_id = pkt->flags & LOUPE_EVF_VLAN ? pkt->vlan_id : LOUPE_VLAN_NONE;
-	fresh.origin = dir;
+	loupe_flow_key_of(key, pkt, dir);
+	fresh->first_seen_ns = now;
+	fresh->ifindex = skb->ifindex;
+	fresh->ipv6 = ipv6;
+	fresh->vlan_id = pkt->flags & LOUPE_EVF_VLAN ? pkt->vlan_id : LOUPE_VLAN_NONE;
+	fresh->origin = dir;
 	if (pkt->protocol == IPPROTO_TCP &&
 	    (pkt->tcp_flags & (LOUPE_TCP_SYN | LOUPE_TCP_ACK)) == LOUPE_TCP_SYN) {
-		fresh.client_seq = pkt->tcp_seq + 1;
-		fresh.state = LOUPE_FLOW_SEQ_KNOWN;
+		fresh->client_seq = pkt->tcp_seq + 1;
+		fresh->state = LOUPE_FLOW_SEQ_KNOWN;
 	}
-	if (loupe_flow_create(ipv6, &key, &fresh)) {
+	if (loupe_flow_create(ipv6, key, fresh)) {
 		/* lost a race with another CPU (then the entry is there), or no memory */
-		if (!loupe_flow_lookup(ipv6, &key)) {
+		if (!loupe_flow_lookup(ipv6, key)) {
 			cnt->flow_create_failed++;
 			return -1;
 		}
@@ -154,12 +165,16 @@ __noinline int loupe_flow_miss(struct __sk_buff *skb, int dir, __u64 now)
 	loupe_flow_report_start(skb, pkt, dir, now, cnt);
 
 	verdict = loupe_policy_judge(skb, dir, LOUPE_JUDGE_FIRST, now);
-	if (LOUPE_JUDGED_VERDICT(verdict) != LOUPE_VERDICT_NONE) {
-		struct loupe_flow *flow = loupe_flow_lookup(ipv6, &key);
+	if (LOUPE_JUDGED_VERDICT(verdict) != LOUPE_VERDICT_NONE || s->pol.rewrite ||
+	    loupe_rate_limited_pod(skb)) {
+		struct loupe_flow *flow = loupe_flow_lookup(ipv6, key);
 
 		if (flow) {
 			flow->verdict = LOUPE_JUDGED_VERDICT(verdict);
 			flow->verdict_bit = LOUPE_JUDGED_BIT(verdict);
+			loupe_rewrite_begin(s, flow, s->pol.rewrite, s->pol.slot, dir);
+			if (loupe_rate_limited_pod(skb))
+				flow->state |= LOUPE_FLOW_RATE_LIMITED;
 		}
 	}
 	return dir;
@@ -171,7 +186,7 @@ __noinline int loupe_flow_miss(struct __sk_buff *skb, int dir, __u64 now)
  * or NULL when the table refused a new one.
  */
 static __always_inline struct loupe_flow *
-loupe_flow_track(struct __sk_buff *skb, const struct loupe_pkt *pkt, __u8 *dir, __u64 now)
+loupe_flow_track(struct __sk_buff *skb, struct loupe_pkt *pkt, __u8 *dir, __u64 now)
 {
 	union loupe_any_flow_key key __attribute__((aligned(8)));
 	bool ipv6 = pkt->flags & LOUPE_EVF_IPV6;
@@ -189,6 +204,18 @@ loupe_flow_track(struct __sk_buff *skb, const struct loupe_pkt *pkt, __u8 *dir, 
 		d = loupe_flow_miss(skb, *dir, now);
 		if (d < 0)
 			return NULL;
+		if (d & LOUPE_FLOW_MISS_REVERSED) {
+			/* a mapped reply, now from the virtual address: its flow exists */
+			*pkt = s->pkt;
+			d &= 1;
+			loupe_flow_key_of(&key, pkt, d);
+			flow = loupe_flow_lookup(ipv6, &key);
+			if (!flow) {
+				d = loupe_flow_miss(skb, d, now);
+				if (d < 0)
+					return NULL;
+			}
+		}
 		if (d != *dir) {
 			*dir = d;
 			loupe_flow_key_of(&key, pkt, *dir);

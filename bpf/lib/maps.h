@@ -84,6 +84,12 @@ struct {
 	__type(value, struct loupe_tls_pending);
 } loupe_tls_pending SEC(".maps");
 
+/* A flow key of either table. */
+union loupe_any_flow_key {
+	struct loupe_flow_key4 v4;
+	struct loupe_flow_key v6;
+} __attribute__((aligned(8)));
+
 /* Policy maps: the layout is in loupe/datapath.h ("Policies in the datapath"). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -152,6 +158,27 @@ struct {
 	__type(value, __u64);
 } loupe_pol_hits SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LOUPE_POLICY_SLOTS *LOUPE_REWRITES_MAX);
+	__type(key, __u32);
+	__type(value, struct loupe_rewrite);
+} loupe_pol_rewrites SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, LOUPE_NAT_REVERSE_MAX);
+	__type(key, struct loupe_flow_key);
+	__type(value, struct loupe_nat_reverse);
+} loupe_nat_reverse SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LOUPE_RATE_MAX);
+	__type(key, struct loupe_rate_key);
+	__type(value, struct loupe_rate);
+} loupe_rate SEC(".maps");
+
 /* Only ever updated by user space: the update returns after programs in flight finished. */
 struct loupe_pol_sync_inner {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -187,8 +214,33 @@ struct loupe_policy_work {
 	struct loupe_event_verdict ev;
 	__u8 ev_slack[8];    /* word copies of the subject may reach past the event */
 	__u32 n_words;	     /* words of the bitmaps the set in force uses */
+	__u32 rewrite;	     /* the judge's find: the first rewrite entry that fits + 1, 0: none */
+	__u32 slot;	     /* the slot the judge read */
+	__u32 generation;    /* ... and its set's generation */
 	__u32 host_name_len; /* the Host of s->ev.http without its port */
 	__u32 host_port;     /* its port, 0 when it gives none */
+};
+
+/* Rewrites' working memory: the entry, the events, the bytes of a header value being masked. */
+struct loupe_rewrite_work {
+	struct loupe_rewrite cfg;
+	struct loupe_event_rewrite ev;
+	struct loupe_event_rate_limited rate_ev;
+	struct loupe_flow_key nat_key;
+	struct loupe_nat_reverse nat;
+	__u8 old_span[LOUPE_HTTP_HOST_MAX + 16] __attribute__((aligned(8)));
+	__u8 new_span[LOUPE_HTTP_HOST_MAX + 16] __attribute__((aligned(8)));
+	__u32 pos, start, end; /* the header scan's cursors (through memory) */
+	/* the flow's rewrite, copied by the caller for loupe_rewrite_apply() */
+	__u32 flow_actions;
+	__u32 flow_rewrite; /* entry + 1 */
+	__u32 flow_slot;
+	__u32 flow_generation;
+	__u16 flow_port;
+	__u16 flow_vlan_id;
+	__u8 flow_dscp;
+	__u8 flow_pad[7];
+	__u8 flow_addr[16];
 };
 
 struct loupe_scratch {
@@ -205,6 +257,10 @@ struct loupe_scratch {
 	} ev;
 	__u8 ev_slack[64]; /* word copies of DNS labels may reach past the event */
 	struct loupe_policy_work pol;
+	struct loupe_rewrite_work rw;
+	/* loupe_flow_miss(): the key and the entry it creates */
+	union loupe_any_flow_key miss_key;
+	struct loupe_flow miss_flow;
 };
 
 struct {

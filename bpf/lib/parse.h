@@ -65,6 +65,8 @@ struct loupe_pkt {
 	__u8 has_l4;	     /* ports are valid: not a non-first fragment, L4 header present */
 	__u8 later_fragment; /* a non-first fragment: no L4 header, not tracked */
 	__u8 pad[2];
+	__u16 l3_off; /* the IP header, from skb->data (rewrites write there) */
+	__u16 l4_off; /* the L4 header */
 };
 
 enum loupe_parse_result {
@@ -165,6 +167,7 @@ static __always_inline int loupe_parse_l4(struct loupe_pkt *pkt, void *data, voi
 	}
 
 	/* the payload: what the IP header claims, cut to what the frame holds */
+	pkt->l4_off = l4_off;
 	pkt->payload_off = l4_off + hlen;
 	if (l3_end > skb_len)
 		l3_end = skb_len;
@@ -180,6 +183,7 @@ static __always_inline int loupe_parse_ipv4(struct loupe_pkt *pkt, void *data, v
 	__u32 hlen, tot_len;
 	__u16 frag;
 
+	pkt->l3_off = off;
 	if ((void *)(iph + 1) > data_end)
 		return -LOUPE_PERR_IPV4_TRUNCATED;
 	if (iph->version != 4 || iph->ihl < 5)
@@ -217,6 +221,7 @@ static __always_inline int loupe_parse_ipv6(struct loupe_pkt *pkt, void *data, v
 	__u8 nexthdr;
 	int i;
 
+	pkt->l3_off = off;
 	if ((void *)(ip6 + 1) > data_end)
 		return -LOUPE_PERR_IPV6_TRUNCATED;
 	if (ip6->version != 6)

@@ -129,6 +129,29 @@ __noinline __u32 loupe_bits_first(const struct loupe_policy_bits *b, __u32 n)
 	return LOUPE_POLICY_BIT_NONE;
 }
 
+/* The first bit at or after @from in @b (LOUPE_POLICY_BIT_NONE when none). */
+__noinline __u32 loupe_bits_first_from(const struct loupe_policy_bits *b, __u32 from, __u32 n)
+{
+	__u32 first = from / 64;
+	__u64 word;
+
+	if (!b)
+		return LOUPE_POLICY_BIT_NONE;
+	for (__u32 k = 0; k < LOUPE_POLICY_WORDS; k++) {
+		__u32 i = first + k;
+
+		if (i >= n || i >= LOUPE_POLICY_WORDS)
+			break;
+		LOUPE_BARRIER_VAR(i); /* an index per word, not a pointer clang walks */
+		word = b->w[i & (LOUPE_POLICY_WORDS - 1)];
+		if (k == 0)
+			word &= ~0ULL << (from & 63);
+		if (word)
+			return i * 64 + loupe_lowest_bit(word);
+	}
+	return LOUPE_POLICY_BIT_NONE;
+}
+
 static __always_inline bool loupe_bits_test(const struct loupe_policy_bits *b, __u32 bit)
 {
 	bit &= LOUPE_POLICY_BITS - 1;
@@ -402,6 +425,7 @@ __noinline int loupe_policy_judge(struct __sk_buff *skb, int dir, int l7, __u64 
 		return LOUPE_VERDICT_NONE;
 	w = &s->pol;
 	pkt = &s->pkt;
+	w->rewrite = 0;
 	active = bpf_map_lookup_elem(&loupe_pol_active, &zero);
 	if (!active)
 		return LOUPE_VERDICT_NONE;
@@ -409,6 +433,7 @@ __noinline int loupe_policy_judge(struct __sk_buff *skb, int dir, int l7, __u64 
 	meta = bpf_map_lookup_elem(&loupe_pol_meta, &slot);
 	if (!meta || !meta->n_bits)
 		return LOUPE_VERDICT_NONE;
+	w->generation = meta->generation;
 
 	if (l7 == LOUPE_JUDGE_BOUND) {
 		struct loupe_counters *cnt = loupe_counters_get();
@@ -467,6 +492,15 @@ __noinline int loupe_policy_judge(struct __sk_buff *skb, int dir, int l7, __u64 
 		return LOUPE_VERDICT_NONE;
 	loupe_bits_and(&w->cand, v, w->n_words);
 
+	if (l7 == LOUPE_JUDGE_FIRST && meta->n_rewrites) {
+		/* the flow's rewrite: the first entry that fits, decided on this packet */
+		bit = loupe_bits_first_from(&w->cand, meta->rewrite_base, w->n_words);
+		if (bit >= meta->rewrite_base && bit - meta->rewrite_base < meta->n_rewrites &&
+		    bit - meta->rewrite_base < LOUPE_REWRITES_MAX) {
+			w->rewrite = bit - meta->rewrite_base + 1;
+			w->slot = slot;
+		}
+	}
 	if (l7 == LOUPE_JUDGE_FIRST) {
 		/* only TCP and UDP carry what L7 rules match */
 		if (pkt->protocol != IPPROTO_TCP && pkt->protocol != IPPROTO_UDP)
@@ -502,8 +536,8 @@ __noinline int loupe_policy_judge(struct __sk_buff *skb, int dir, int l7, __u64 
 	}
 
 	bit = loupe_bits_first(&w->cand, w->n_words);
-	if (bit >= meta->n_bits || bit >= LOUPE_POLICY_BITS)
-		return LOUPE_VERDICT_NONE;
+	if (bit >= meta->n_rule_bits || bit >= LOUPE_POLICY_BITS)
+		return LOUPE_VERDICT_NONE; /* no rule; rewrite bits come after the rules */
 	if (l7 == LOUPE_JUDGE_FIRST && !loupe_bits_test(&meta->l4_only, bit))
 		return LOUPE_JUDGED(LOUPE_VERDICT_PENDING, bit);
 	action = meta->action[bit & (LOUPE_POLICY_BITS - 1)];
@@ -642,6 +676,14 @@ __noinline int loupe_policy_judge_request(struct __sk_buff *skb, int dir, __u32 
 		need = loupe_tls_record_len(&s->head);
 		if (need > s->head.total && !last)
 			return LOUPE_VERDICT_PENDING;
+		/* a ClientHello split over several TLS records: its SNI may be in a record the
+		 * parser does not join, so it cannot be judged: fail closed (docs/policy.md) */
+		if (len >= 9 && loupe_buf_u8(&s->head, 5) == 0x01 &&
+		    4 + ((loupe_buf_u8(&s->head, 6) << 16) | (loupe_buf_u8(&s->head, 7) << 8) |
+			 loupe_buf_u8(&s->head, 8)) >
+			    need - LOUPE_TLS_RECORD_HDR)
+			return loupe_policy_judge(skb, dir, LOUPE_JUDGE_BOUND, now) |
+			       LOUPE_JUDGED_TLS_SEEN;
 		if (!loupe_l7_tls_parse_head(skb))
 			return loupe_policy_judge(skb, dir, LOUPE_JUDGE_NO_L7, now) |
 			       LOUPE_JUDGED_TLS_SEEN;
@@ -676,6 +718,11 @@ __noinline int loupe_policy_on_payload(struct __sk_buff *skb, int dir, int state
 	if (!s || !skb || !cnt)
 		return LOUPE_VERDICT_PENDING;
 	pkt = &s->pkt;
+	/* the first of IP fragments: the rest of the request is in fragments that carry no
+	 * ports and cannot be judged: fail closed */
+	if (pkt->flags & LOUPE_EVF_FRAGMENT)
+		return loupe_policy_judge(skb, dir, LOUPE_JUDGE_BOUND, now) |
+		       (held ? LOUPE_JUDGED_HELD_CLEAR : 0);
 	if (pkt->protocol == IPPROTO_UDP) {
 		if (loupe_l7_dns(skb, dir, now) == LOUPE_L7_REPORTED)
 			return loupe_policy_judge(skb, dir, LOUPE_JUDGE_DNS, now);

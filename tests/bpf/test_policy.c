@@ -739,6 +739,40 @@ Test(policy, bound_exceeded_fails_closed)
 	pol_close(p);
 }
 
+Test(policy, records_and_fragments_fail_closed)
+{
+	struct pol_fx *p = pol_open();
+	uint8_t hello[4096];
+	size_t len = client_hello(hello, sizeof(hello), "example.test", 0);
+	uint16_t port;
+
+	pol_apply(p, AI_SET);
+	/* the handshake message says it is longer than its record: more records follow */
+	cr_assert_gt(len, 60);
+	hello[3] = 0;
+	hello[4] = 50; /* the first record: 50 bytes of the handshake */
+	port = pol_connect(p, "two_records", false, PEER4, 443, PASS);
+	fx_eq(p->fx, "first record",
+	      pol_run(p, "two_records", LOUPE_DIR_POD_EGRESS,
+		      SEG(false, PEER4, port, 443, DATA, ISN + 1, (char *)hello, 55)),
+	      DROP);
+	expect_verdict(p, LOUPE_VERDICT_DENY, NULL, NULL, "");
+
+	/* a request in IP fragments: the first one (ports, the request's start) is denied */
+	{
+		static const char req[] = "GET / HTTP/1.1\r\nHost: example.test\r\n\r\n";
+		struct loupe_pkt_spec frag;
+
+		port = pol_connect(p, "fragments", false, PEER4, 80, PASS);
+		frag = tcp_seg(false, PEER4, port, 80, DATA, ISN + 1, req, 24);
+		frag.ip4.mf = true;
+		fx_eq(p->fx, "first fragment",
+		      pol_run(p, "first_fragment", LOUPE_DIR_POD_EGRESS, &frag), DROP);
+		expect_verdict(p, LOUPE_VERDICT_DENY, NULL, NULL, "");
+	}
+	pol_close(p);
+}
+
 Test(policy, not_http_when_an_http_rule_comes_first)
 {
 	struct pol_fx *p = pol_open();

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * Putting policy sets in force in the real maps (policy_apply.c): each apply fills the slot
- * not in force and switches to it, the old slot is emptied, a refused or failed apply leaves
- * the set in force as it was, hit totals follow rules across applies, interfaces come and go,
- * and a set pinned by an earlier agent stays in force. Needs root; skips without BPF. Not for
- * what the compiler produces (tests/unit/test_policy_compile.c) nor for judging packets.
+ * not in force and switches to it (rewrite entries too), the old slot is emptied, a refused
+ * or failed apply leaves the set in force as it was, hit totals follow rules across applies,
+ * interfaces come and go, loupe_rate follows sets and interfaces, and a set pinned by an
+ * earlier agent stays in force. Needs root; skips without BPF. Not for what the compiler
+ * produces (tests/unit/test_policy_compile.c) nor for judging or rewriting packets.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -73,7 +75,59 @@ static const struct policy_text SET_SMTP[] = {
 	{ NULL, NULL },
 };
 
-static const struct loupe_policy_iface IFACES[] = { { 7, "veth7" }, { 8, "eth8" } };
+/* Rewrites of every kind: three in "rw" (bits 2, 3, 4 after r and rw's default), one in
+ * "rw2" selected by interface name (bit 5). */
+static const struct policy_text SET_RW[] = {
+	{ "rw", "{'podSelector':{},'defaultAction':'audit','rules':["
+		"{'name':'r','direction':'egress','match':{'ports':[{'port':25}]},"
+		"'action':'deny'}],'rewrites':["
+		"{'name':'map','direction':'egress','match':{'cidrs':['198.19.0.0/16']},"
+		"'mapTo':{'address':'198.18.6.6','port':8080}},"
+		"{'name':'mask','direction':'egress','match':{'ports':[{'port':80}]},"
+		"'http':{'maskHeaders':['Authorization','X-Api-Key']}},"
+		"{'name':'dscp','direction':'ingress','match':{},'setDscp':10}]}" },
+	{ "rw2", "{'podSelector':{'interfaces':['veth*']},'rewrites':["
+		 "{'name':'v','direction':'egress','match':{},'vlan':{'push':7}}]}" },
+	{ NULL, NULL },
+};
+
+/* veth7 (10.244.1.7): egress 1000 by name; eth8 (10.244.2.8): egress 2000, ingress 3000. */
+static const struct policy_text SET_RATE[] = {
+	{ "lim-veth", "{'priority':1,'podSelector':{'interfaces':['veth*']},'rateLimits':["
+		      "{'direction':'egress','bytesPerSecond':1000,'burst':70000}]}" },
+	{ "lim-cidr", "{'priority':2,'podSelector':{'cidrs':['10.244.2.0/24','fd00:1::/64']},"
+		      "'rateLimits':[{'direction':'egress','bytesPerSecond':2000},"
+		      "{'direction':'ingress','bytesPerSecond':3000}]}" },
+	{ NULL, NULL },
+};
+
+/* eth8's egress limit unchanged, the others gone. */
+static const struct policy_text SET_RATE_LESS[] = {
+	{ "lim-cidr", "{'priority':2,'podSelector':{'cidrs':['10.244.2.0/24']},"
+		      "'rateLimits':[{'direction':'egress','bytesPerSecond':2000}]}" },
+	{ NULL, NULL },
+};
+
+/* eth8's egress limit changed. */
+static const struct policy_text SET_RATE_MORE[] = {
+	{ "lim-cidr", "{'priority':2,'podSelector':{'cidrs':['10.244.2.0/24']},"
+		      "'rateLimits':[{'direction':'egress','bytesPerSecond':4000}]}" },
+	{ NULL, NULL },
+};
+
+/* IPv4 addresses IPv4-mapped, as links.h gives them. */
+static const uint8_t ADDRS7[][16] = {
+	{ 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 244, 1, 7 },
+};
+static const uint8_t ADDRS8[][16] = {
+	{ 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 244, 2, 8 },
+	{ 0xfd, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8 },
+};
+
+static const struct loupe_policy_iface IFACES[] = {
+	{ .ifindex = 7, .name = "veth7", .addrs = ADDRS7, .n_addrs = 1 },
+	{ .ifindex = 8, .name = "eth8", .addrs = ADDRS8, .n_addrs = 2 },
+};
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -258,12 +312,32 @@ static void expect_slot_holds(struct fx *fx, const struct loupe_policy_compiled 
 				     ifaces[i].name);
 	}
 	cr_expect_eq(slot_keys(fx, 0, c->slot), n_ifaces_needed);
+	for (uint32_t i = 0; i < LOUPE_REWRITES_MAX; i++) {
+		struct loupe_rewrite got, none = { 0 };
+		const struct loupe_rewrite *want = i < c->meta.n_rewrites ? &c->rewrites[i] : &none;
+		uint32_t key = c->slot * LOUPE_REWRITES_MAX + i;
+
+		cr_assert_eq(bpf_map_lookup_elem(map_fd(fx, LOUPE_MAP_POL_REWRITES), &key, &got),
+			     0);
+		cr_expect_eq(memcmp(&got, want, sizeof(got)), 0, "rewrites[%u] of slot %u", i,
+			     c->slot);
+	}
 }
 
 static void expect_slot_empty(struct fx *fx, uint32_t slot)
 {
-	int methods = map_fd(fx, LOUPE_MAP_POL_METHODS);
+	int methods = map_fd(fx, LOUPE_MAP_POL_METHODS), rws = map_fd(fx, LOUPE_MAP_POL_REWRITES);
 	struct loupe_policy_bits none = { 0 };
+	struct loupe_rewrite no_rewrite = { 0 };
+
+	for (uint32_t i = 0; i < LOUPE_REWRITES_MAX; i++) {
+		uint32_t key = slot * LOUPE_REWRITES_MAX + i;
+		struct loupe_rewrite got;
+
+		cr_assert_eq(bpf_map_lookup_elem(rws, &key, &got), 0);
+		cr_expect_eq(memcmp(&got, &no_rewrite, sizeof(got)), 0,
+			     "rewrites[%u] of slot %u not cleared", i, slot);
+	}
 
 	cr_expect_eq(meta_of(fx, slot).n_bits, 0, "meta[%u].n_bits", slot);
 	for (size_t i = 0; i < ARRAY_SIZE(keyed); i++)
@@ -365,6 +439,11 @@ static const char *bit_name(struct loupe_policy_runtime *rt, uint32_t generation
 		return "(none)";
 	snprintf(buf, sizeof(buf), "%s/%s", b->policy, b->rule);
 	return buf;
+}
+
+static int line_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 /* ------------------------------------------------------------------ tests */
@@ -640,6 +719,252 @@ Test(policy_apply, interfaces_come_and_go)
 	cr_expect_neq(bpf_map_lookup_elem(ifs, &key, &got), 0, "the entry outlived the link");
 	cr_expect_eq(loupe_policy_iface_removed(rt, 9), 0, "twice");
 	loupe_policy_compiled_free(a);
+	loupe_policy_runtime_free(rt);
+	fx_close(fx);
+}
+
+/* ------------------------------------------------------------------ rewrites and rate limits */
+
+Test(policy_apply, rewrites_follow_the_slot, .description = "written with the slot, cleared")
+{
+	struct fx *fx = fx_open(false);
+	struct loupe_policy_runtime *rt = runtime_open(fx);
+	struct loupe_policy_compiled *rw = compiled(SET_RW, 1, 1), *b = compiled(SET_B, 0, 2);
+	int rws = map_fd(fx, LOUPE_MAP_POL_REWRITES);
+	struct loupe_rewrite junk = { .actions = LOUPE_RW_DSCP, .dscp = 63 };
+	const struct loupe_policy_bit_info *info;
+	const struct loupe_policy_rewrite *src;
+	struct loupe_policy_meta meta;
+	uint32_t key = 1 * LOUPE_REWRITES_MAX + 200;
+
+	/* a crashed agent's entry past the new set's: cleared before the slot is written */
+	cr_assert_eq(bpf_map_update_elem(rws, &key, &junk, BPF_ANY), 0);
+	apply_ok(rt, SET_RW, IFACES, ARRAY_SIZE(IFACES));
+	cr_expect_eq(active_slot(fx), 1);
+	cr_assert_eq(rw->meta.n_rewrites, 4);
+	expect_slot_holds(fx, rw, IFACES, ARRAY_SIZE(IFACES));
+	expect_slot_empty(fx, 0);
+	meta = meta_of(fx, 1);
+	cr_expect_eq(meta.n_bits, 6);
+	cr_expect_eq(meta.n_rule_bits, 2);
+	cr_expect_eq(meta.rewrite_base, 2);
+	cr_expect_eq(meta.n_rewrites, 4);
+	cr_expect_eq(meta.flags, LOUPE_POL_HAS_MAPPINGS);
+	cr_expect_eq(rw->rewrites[0].actions, LOUPE_RW_MAP);
+	cr_expect_eq(rw->rewrites[1].n_mask, 2);
+	cr_expect_eq(rw->rewrites[3].vlan_id, 7);
+
+	/* events name a rewrite by its entry: the bit and the parsed entry */
+	info = loupe_policy_bit_lookup(rt, 1, meta.rewrite_base + 1);
+	cr_assert_not_null(info);
+	cr_expect_str_eq(info->policy, "rw");
+	cr_expect_str_eq(info->rule, "mask");
+	cr_expect_eq(info->kind, LOUPE_POLICY_BIT_REWRITE);
+	src = loupe_policy_rewrite_lookup(rt, 1, 1);
+	cr_assert_not_null(src);
+	cr_expect_str_eq(src->mask_headers[0], "authorization");
+	src = loupe_policy_rewrite_lookup(rt, 1, 3);
+	cr_assert_not_null(src);
+	cr_expect_str_eq(src->name, "v");
+	cr_expect_null(loupe_policy_rewrite_lookup(rt, 1, 4));
+	cr_expect_null(loupe_policy_rewrite_lookup(rt, 2, 0));
+	/* hit rows are rules and defaults only */
+	cr_expect_eq(hits_of(rt, "rw/r"), 0);
+	cr_expect_eq(hits_of(rt, "rw/"), 0);
+	cr_expect_eq(hits_of(rt, "rw/map"), -1);
+
+	/* a set without rewrites: both slots' entries zero */
+	apply_ok(rt, SET_B, IFACES, ARRAY_SIZE(IFACES));
+	expect_slot_holds(fx, b, IFACES, ARRAY_SIZE(IFACES));
+	expect_slot_empty(fx, 1);
+	cr_expect_eq(meta_of(fx, 0).flags, 0);
+
+	/* and back: the slot written again from scratch, then cleared by what was written */
+	apply_ok(rt, SET_RW, NULL, 0);
+	cr_expect_eq(active_slot(fx), 1);
+	rw->meta.generation = 3;
+	expect_slot_holds(fx, rw, NULL, 0);
+	apply_ok(rt, SET_A, NULL, 0);
+	expect_slot_empty(fx, 1);
+	loupe_policy_compiled_free(rw);
+	loupe_policy_compiled_free(b);
+	loupe_policy_runtime_free(rt);
+	fx_close(fx);
+}
+
+/* The loupe_rate entries, as "ifindex/direction:rate/burst/tokens/generation" sorted. */
+static char *rates_dump(struct fx *fx)
+{
+	int fd = map_fd(fx, LOUPE_MAP_RATE);
+	struct loupe_rate_key cur, next, keys[64];
+	char *out = NULL, *lines[64];
+	size_t n = 0, len = 0;
+	void *prev = NULL;
+	FILE *f;
+
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		cr_assert_lt(n, ARRAY_SIZE(keys));
+		keys[n++] = next;
+		cur = next;
+		prev = &cur;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct loupe_rate v;
+
+		cr_assert_eq(bpf_map_lookup_elem(fd, &keys[i], &v), 0);
+		cr_assert(asprintf(&lines[i], "%u/%s:%llu/%llu/%llu/%u", keys[i].ifindex,
+				   keys[i].direction == LOUPE_DIR_POD_EGRESS ? "egress" : "ingress",
+				   (unsigned long long)v.bytes_per_sec, (unsigned long long)v.burst,
+				   (unsigned long long)v.tokens, v.generation) > 0);
+		cr_expect_eq(v.last_ns, 0, "a written bucket is refilled from its first packet");
+	}
+	qsort(lines, n, sizeof(*lines), line_cmp);
+	f = open_memstream(&out, &len);
+	cr_assert_not_null(f);
+	for (size_t i = 0; i < n; i++) {
+		fprintf(f, "%s%s", i ? " " : "", lines[i]);
+		free(lines[i]);
+	}
+	fclose(f);
+	return out;
+}
+
+static void expect_rates(struct fx *fx, const char *want, const char *what)
+{
+	char *got = rates_dump(fx);
+
+	cr_expect_str_eq(got, want, "%s: loupe_rate {%s}, want {%s}", what, got, want);
+	free(got);
+}
+
+Test(policy_apply, rate_limits_follow_the_set, .description = "written after the switch")
+{
+	struct fx *fx = fx_open(false);
+	struct loupe_policy_runtime *rt = runtime_open(fx);
+	int fd = map_fd(fx, LOUPE_MAP_RATE);
+	struct loupe_rate_key k8 = { .ifindex = 8, .direction = LOUPE_DIR_POD_EGRESS };
+	struct loupe_rate_key k99 = { .ifindex = 99, .direction = LOUPE_DIR_POD_INGRESS };
+	struct loupe_rate v = { .bytes_per_sec = 1, .burst = 1, .tokens = 1 };
+
+	/* an earlier agent's entry for an interface that is no more */
+	cr_assert_eq(bpf_map_update_elem(fd, &k99, &v, BPF_ANY), 0);
+	apply_ok(rt, SET_RATE, IFACES, ARRAY_SIZE(IFACES));
+	cr_expect_eq(meta_of(fx, 1).flags, LOUPE_POL_HAS_RATE_LIMITS);
+	cr_expect_eq(meta_of(fx, 1).n_bits, 0, "limits alone: no bits");
+	expect_rates(fx,
+		     "7/egress:1000/70000/70000/1 8/egress:2000/65536/65536/1 "
+		     "8/ingress:3000/65536/65536/1",
+		     "veth7 by name, eth8 by address");
+
+	/* the datapath spends tokens; an apply that keeps the limit keeps the bucket */
+	cr_assert_eq(bpf_map_lookup_elem(fd, &k8, &v), 0);
+	v.tokens = 5;
+	v.last_ns = 123;
+	cr_assert_eq(bpf_map_update_elem(fd, &k8, &v, BPF_ANY), 0);
+	apply_ok(rt, SET_RATE_LESS, IFACES, ARRAY_SIZE(IFACES));
+	cr_assert_eq(bpf_map_lookup_elem(fd, &k8, &v), 0);
+	cr_expect_eq(v.tokens, 5);
+	cr_expect_eq(v.last_ns, 123);
+	cr_expect_eq(v.generation, 1, "written by generation 1");
+	v.last_ns = 0;
+	cr_assert_eq(bpf_map_update_elem(fd, &k8, &v, BPF_ANY), 0);
+	expect_rates(fx, "8/egress:2000/65536/5/1", "the others no longer limited");
+
+	/* a changed limit: a full bucket */
+	apply_ok(rt, SET_RATE_MORE, IFACES, ARRAY_SIZE(IFACES));
+	expect_rates(fx, "8/egress:4000/65536/65536/3", "rate changed");
+
+	/* interfaces not given: no limits */
+	apply_ok(rt, SET_RATE_MORE, IFACES, 1);
+	expect_rates(fx, "", "eth8 not among the interfaces");
+
+	apply_ok(rt, SET_RATE, IFACES, ARRAY_SIZE(IFACES));
+	apply_ok(rt, SET_B, IFACES, ARRAY_SIZE(IFACES));
+	expect_rates(fx, "", "a set without limits");
+	cr_expect_eq(meta_of(fx, active_slot(fx)).flags, 0);
+	loupe_policy_runtime_free(rt);
+	fx_close(fx);
+}
+
+Test(policy_apply, rate_limits_of_interfaces, .description = "pods come, change and go")
+{
+	struct fx *fx = fx_open(false);
+	struct loupe_policy_runtime *rt = runtime_open(fx);
+	int fd = map_fd(fx, LOUPE_MAP_RATE);
+	struct loupe_rate_key k5 = { .ifindex = 5, .direction = LOUPE_DIR_POD_EGRESS };
+	struct loupe_rate v = { .bytes_per_sec = 1, .burst = 1, .tokens = 1 };
+	struct loupe_policy_iface renamed = IFACES[0], moved = IFACES[1];
+
+	/* before the first apply an earlier agent's limits stay, but a gone pod's go */
+	cr_assert_eq(bpf_map_update_elem(fd, &k5, &v, BPF_ANY), 0);
+	cr_expect_eq(loupe_policy_iface_update(rt, &IFACES[0]), 0);
+	expect_rates(fx, "5/egress:1/1/1/0", "nothing in force: nothing written");
+	cr_expect_eq(loupe_policy_iface_removed(rt, 5), 0);
+	expect_rates(fx, "", "the pod went away");
+
+	apply_ok(rt, SET_RATE, NULL, 0);
+	expect_rates(fx, "", "no interfaces yet");
+	cr_expect_eq(loupe_policy_iface_update(rt, &IFACES[0]), 0);
+	expect_rates(fx, "7/egress:1000/70000/70000/1", "veth7 came");
+	cr_expect_eq(loupe_policy_iface_added(rt, 8, "eth8"), 0);
+	expect_rates(fx, "7/egress:1000/70000/70000/1", "eth8's addresses unknown");
+	cr_expect_eq(loupe_policy_iface_update(rt, &IFACES[1]), 0);
+	expect_rates(fx,
+		     "7/egress:1000/70000/70000/1 8/egress:2000/65536/65536/1 "
+		     "8/ingress:3000/65536/65536/1",
+		     "eth8's addresses known");
+	cr_expect_eq(loupe_policy_iface_update(rt, &IFACES[1]), 0);
+	expect_rates(fx,
+		     "7/egress:1000/70000/70000/1 8/egress:2000/65536/65536/1 "
+		     "8/ingress:3000/65536/65536/1",
+		     "the same again");
+
+	/* renamed out of the glob; moved out of the prefix */
+	renamed.name = "eth7";
+	cr_expect_eq(loupe_policy_iface_update(rt, &renamed), 0);
+	moved.n_addrs = 0;
+	cr_expect_eq(loupe_policy_iface_update(rt, &moved), 0);
+	expect_rates(fx, "", "neither is selected now");
+	cr_expect_eq(loupe_policy_iface_update(rt, &IFACES[1]), 0);
+	cr_expect_eq(loupe_policy_iface_removed(rt, 8), 0);
+	cr_expect_eq(loupe_policy_iface_removed(rt, 8), 0, "twice");
+	expect_rates(fx, "", "eth8 went away");
+	loupe_policy_runtime_free(rt);
+	fx_close(fx);
+}
+
+Test(policy_apply, rate_limits_refused, .description = "more than loupe_rate holds: -EINVAL")
+{
+	struct fx *fx = fx_open(false);
+	struct loupe_policy_runtime *rt = runtime_open(fx);
+	size_t n = LOUPE_RATE_MAX / 2 + 1;
+	struct loupe_policy_iface *ifaces = calloc(n, sizeof(*ifaces));
+	struct loupe_policy_set *set = parse_set(SET_RATE);
+	struct loupe_policy_error e;
+	char(*names)[16] = calloc(n, sizeof(*names));
+
+	cr_assert_not_null(ifaces);
+	cr_assert_not_null(names);
+	for (size_t i = 0; i < n; i++) {
+		snprintf(names[i], sizeof(names[i]), "x%zu", i);
+		ifaces[i] = (struct loupe_policy_iface){
+			.ifindex = (int)(100 + i), .name = names[i], .addrs = ADDRS8, .n_addrs = 1
+		};
+	}
+	apply_ok(rt, SET_RATE, IFACES, ARRAY_SIZE(IFACES));
+	cr_expect_eq(loupe_policy_apply(rt, set, ifaces, n, &e), -EINVAL);
+	cr_expect(strstr(e.message, "8194 interfaces and directions"), "%s", e.message);
+	cr_expect(strstr(e.message, "at most 8192"), "%s", e.message);
+	cr_expect_eq(loupe_policy_generation(rt), 1);
+	expect_rates(fx,
+		     "7/egress:1000/70000/70000/1 8/egress:2000/65536/65536/1 "
+		     "8/ingress:3000/65536/65536/1",
+		     "unchanged");
+	/* one pod fewer fits */
+	cr_expect_eq(loupe_policy_apply(rt, set, ifaces, n - 1, &e), 0, "%s", e.message);
+	loupe_policy_set_free(set);
+	free(ifaces);
+	free(names);
 	loupe_policy_runtime_free(rt);
 	fx_close(fx);
 }

@@ -2,7 +2,8 @@
 /*
  * The metrics endpoint served by libmicrohttpd on a loopback port, fetched with curl: exact
  * /metrics lines and content type, a well-formed exposition, /healthz on a stale heartbeat,
- * /readyz before and after ready, 404 and 405, snapshots never seen half-published, bind
+ * /readyz before and after ready, 404 and 405, snapshots (policy rules included) never seen
+ * half-published, bind
  * errors (bad address, port in use), and no descriptor left after stop.
  */
 #include <arpa/inet.h>
@@ -125,9 +126,30 @@ static void expect_line(const char *body, const char *line)
 	free(want);
 }
 
+static const struct loupe_metrics_rule_hits rule_hits[] = {
+	{ "ai-egress-denied", "llm-apis", "deny", 17 },
+	{ "ai-egress-denied", "", "allow", 1234 },
+	{ "odd\"name", "a\\b", "audit", 0 },
+};
+
 static void fill(struct loupe_metrics_snapshot *s)
 {
 	memset(s, 0, sizeof(*s));
+	s->dp.policy_dropped[LOUPE_DIR_POD_EGRESS] = 81;
+	s->dp.policy_dropped[LOUPE_DIR_POD_INGRESS] = 82;
+	s->dp.policy_bound_exceeded = 83;
+	s->dp.policy_out_of_order = 84;
+	s->policy_generation = 85;
+	s->policy_reloads_ok = 86;
+	s->policy_reloads_refused = 87;
+	s->verdicts_unnamed = 88;
+	s->dp.rewritten[LOUPE_DIR_POD_EGRESS] = 91;
+	s->dp.rewritten[LOUPE_DIR_POD_INGRESS] = 92;
+	s->dp.rewrite_failed = 93;
+	s->dp.rate_limited[LOUPE_DIR_POD_EGRESS] = 94;
+	s->dp.rate_limited[LOUPE_DIR_POD_INGRESS] = 95;
+	s->rule_hits = rule_hits;
+	s->n_rule_hits = sizeof(rule_hits) / sizeof(rule_hits[0]);
 	s->dp.packets[LOUPE_DIR_POD_EGRESS] = 11;
 	s->dp.packets[LOUPE_DIR_POD_INGRESS] = 12;
 	s->dp.bytes[LOUPE_DIR_POD_EGRESS] = 1100;
@@ -215,6 +237,30 @@ Test(metrics, exact_lines_and_content_type)
 		"loupe_output_rotations_total 1",
 		"loupe_output_errors_total 4",
 		"loupe_output_lines_dropped_total 6",
+		"# TYPE loupe_policy_generation gauge",
+		"loupe_policy_generation 85",
+		"loupe_policy_reloads_total{result=\"ok\"} 86",
+		"loupe_policy_reloads_total{result=\"refused\"} 87",
+		"# TYPE loupe_policy_rule_flows_total counter",
+		"loupe_policy_rule_flows_total{policy=\"ai-egress-denied\",rule=\"llm-apis\","
+		"action=\"deny\"} 17",
+		"loupe_policy_rule_flows_total{policy=\"ai-egress-denied\",rule=\"\","
+		"action=\"allow\"} 1234",
+		"loupe_policy_rule_flows_total{policy=\"odd\\\"name\",rule=\"a\\\\b\","
+		"action=\"audit\"} 0",
+		"loupe_policy_dropped_packets_total{direction=\"pod_egress\"} 81",
+		"loupe_policy_dropped_packets_total{direction=\"pod_ingress\"} 82",
+		"loupe_policy_bound_exceeded_total 83",
+		"loupe_policy_out_of_order_segments_total 84",
+		"loupe_policy_verdicts_unnamed_total 88",
+		"# TYPE loupe_rewritten_packets_total counter",
+		"loupe_rewritten_packets_total{direction=\"pod_egress\"} 91",
+		"loupe_rewritten_packets_total{direction=\"pod_ingress\"} 92",
+		"# TYPE loupe_rewrite_failed_total counter",
+		"loupe_rewrite_failed_total 93",
+		"# TYPE loupe_rate_limited_packets_total counter",
+		"loupe_rate_limited_packets_total{direction=\"pod_egress\"} 94",
+		"loupe_rate_limited_packets_total{direction=\"pod_ingress\"} 95",
 	};
 	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
 		expect_line(r.body, lines[i]);
@@ -223,11 +269,21 @@ Test(metrics, exact_lines_and_content_type)
 	cr_expect_null(strstr(r.body, "reason=\"NONE\""));
 	free(r.body);
 
-	/* a later snapshot replaces the earlier */
+	/* a later snapshot replaces the earlier; its rules are copied, not borrowed */
 	s.ifaces_attached = 200;
-	loupe_metrics_publish(m, &s);
+	{
+		struct loupe_metrics_rule_hits one = { "p", "r", "deny", 5 };
+
+		s.rule_hits = &one;
+		s.n_rule_hits = 1;
+		cr_expect_eq(loupe_metrics_publish(m, &s), 0);
+		one.flows = 6;
+	}
 	fetch("GET", "127.0.0.1", loupe_metrics_port(m), "/metrics", &r);
 	expect_line(r.body, "loupe_interfaces_attached 200");
+	expect_line(r.body,
+		    "loupe_policy_rule_flows_total{policy=\"p\",rule=\"r\",action=\"deny\"} 5");
+	cr_expect_null(strstr(r.body, "llm-apis"));
 	free(r.body);
 	loupe_metrics_stop(m);
 }
@@ -497,13 +553,23 @@ static void *publish_loop(void *arg)
 {
 	struct publisher *p = arg;
 	struct loupe_metrics_snapshot s;
+	struct loupe_metrics_rule_hits hits[300];
 	uint64_t i = 1;
 
+	memset(hits, 0, sizeof(hits));
 	while (!p->stop) {
 		memset(&s, 0, sizeof(s));
 		s.dp.packets[0] = i;
 		s.dp.packets[1] = i;
 		s.ifaces_attached = i;
+		/* a growing, then shrinking set of rules, each with the snapshot's number */
+		s.n_rule_hits = 1 + i % 300;
+		for (size_t r = 0; r < s.n_rule_hits; r++) {
+			snprintf(hits[r].policy, sizeof(hits[r].policy), "p%zu", r);
+			snprintf(hits[r].action, sizeof(hits[r].action), "deny");
+			hits[r].flows = i;
+		}
+		s.rule_hits = hits;
 		loupe_metrics_publish(p->m, &s);
 		i++;
 	}
@@ -533,6 +599,19 @@ Test(metrics, snapshots_are_atomic)
 		s = strstr(r.body, "\nloupe_interfaces_attached ");
 		sscanf(s + strlen("\nloupe_interfaces_attached "), "%llu", &c);
 		cr_expect(a == b && b == c, "a mixed snapshot: %llu %llu %llu", a, b, c);
+		/* every rule of the scrape: the same snapshot, as many as it had */
+		{
+			unsigned long long v, rules = 0;
+
+			for (s = strstr(r.body, "\nloupe_policy_rule_flows_total{"); s;
+			     s = strstr(s + 1, "\nloupe_policy_rule_flows_total{")) {
+				sscanf(strchr(s, '}') + 2, "%llu", &v);
+				cr_expect_eq(v, a, "rule of another snapshot: %llu, not %llu", v,
+					     a);
+				rules++;
+			}
+			cr_expect_eq(rules, 1 + a % 300, "snapshot %llu: %llu rules", a, rules);
+		}
 		free(r.body);
 	}
 	p.stop = true;

@@ -328,6 +328,37 @@ Test(config, standalone_bool)
 	expect_error(parse_env(env_bad, NULL), "LOUPE_STANDALONE", "true or false");
 }
 
+Test(config, policy)
+{
+	char *const env[] = { "LOUPE_POLICY=/etc/loupe/policies", "LOUPE_STANDALONE=true", NULL };
+	char *const env_no_standalone[] = { "LOUPE_POLICY=/etc/loupe/policies", NULL };
+	char *const env_empty[] = { "LOUPE_POLICY=", NULL };
+
+	cr_assert_eq(parse(NULL), 0, "%s", err);
+	cr_expect_str_eq(cfg.policy_path, "", "no policy by default");
+	cr_assert_eq(parse("--standalone", "--policy=/etc/loupe/p.json"), 0, "%s", err);
+	cr_expect_str_eq(cfg.policy_path, "/etc/loupe/p.json");
+	cr_assert_eq(parse("--policy", "rel/dir", "--standalone"), 0, "%s", err);
+	cr_expect_str_eq(cfg.policy_path, "rel/dir");
+	cr_assert_eq(parse_env(env, NULL), 0, "%s", err);
+	cr_expect_str_eq(cfg.policy_path, "/etc/loupe/policies");
+	cr_expect(cfg.standalone);
+	cr_assert_eq(parse_env(env, "--policy=/x.json", NULL), 0, "%s", err);
+	cr_expect_str_eq(cfg.policy_path, "/x.json", "the flag wins");
+	cr_assert_eq(parse_env(env_empty, NULL), 0, "%s", err);
+	cr_expect_str_eq(cfg.policy_path, "", "an empty variable is unset");
+
+	/* with a controller the policies are the controller's: a usage error naming both */
+	expect_error(parse("--policy=/etc/loupe/p.json"), "Option --policy", "--standalone");
+	expect_error(parse("--policy=/p.json", "--standalone=false"), "--policy", "controller");
+	expect_error(parse_env(env_no_standalone, NULL), "Environment variable LOUPE_POLICY",
+		     "--standalone");
+	expect_error(parse("--standalone", "--policy="), "--policy", "policy file or directory");
+	expect_error(parse("--standalone", "--policy"), "--policy", "needs a value");
+	/* --uninstall takes every leftover away whatever the policy says */
+	cr_expect_eq(parse("--uninstall", "--policy=/p.json"), 0, "%s", err);
+}
+
 Test(config, output)
 {
 	expect_error(parse("--output="), "--output", "file path");
@@ -525,6 +556,8 @@ Test(config, usage_documents_every_flag)
 		"LOUPE_TC_PRIORITY",
 		"--standalone",
 		"LOUPE_STANDALONE",
+		"--policy",
+		"LOUPE_POLICY",
 		"--output=",
 		"LOUPE_OUTPUT",
 		"--output-max-size",

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * loupe_event_decode() on crafted ring buffer records: each kind, sizes, lengths, strings
- * without terminators, ALPN lists; kind names and address formatting. Not for protobuf or
+ * loupe_event_decode() on crafted ring buffer records: each kind (REWRITE and RATE_LIMITED
+ * included), sizes, lengths, strings without terminators, ALPN lists; kind names and address
+ * formatting. Not for protobuf or
  * JSON (test_event_pb.c) nor for records made by the real datapath (tests/bpf).
  */
 #include <errno.h>
@@ -383,6 +384,223 @@ Test(event_decode, dns)
 	expect_rejected(&rec, sizeof(rec));
 }
 
+static void fill_verdict(struct loupe_event_verdict *rec, __u8 subject_kind, const char *subject)
+{
+	memset(rec, 0, sizeof(*rec));
+	fill_hdr(&rec->hdr, LOUPE_EV_POLICY_VERDICT);
+	rec->generation = 42;
+	rec->bit = 3;
+	rec->action = LOUPE_VERDICT_DENY;
+	rec->reason = LOUPE_VERDICT_RULE;
+	rec->subject_kind = subject_kind;
+	rec->origin = LOUPE_DIR_POD_EGRESS;
+	SET_STR(rec->subject, rec->subject_len, subject);
+}
+
+Test(event_decode, verdict)
+{
+	static const struct {
+		__u8 action;
+		enum loupe_event_action want;
+	} actions[] = {
+		{ LOUPE_VERDICT_ALLOW, LOUPE_EVENT_ACTION_ALLOW },
+		{ LOUPE_VERDICT_DENY, LOUPE_EVENT_ACTION_DENY },
+		{ LOUPE_VERDICT_AUDIT, LOUPE_EVENT_ACTION_AUDIT },
+		/* NONE and PENDING are never sent; unknown numbers are kept as unspecified */
+		{ LOUPE_VERDICT_NONE, LOUPE_EVENT_ACTION_UNSPECIFIED },
+		{ LOUPE_VERDICT_PENDING, LOUPE_EVENT_ACTION_UNSPECIFIED },
+		{ 200, LOUPE_EVENT_ACTION_UNSPECIFIED },
+	};
+	struct loupe_event_verdict rec;
+
+	fill_verdict(&rec, LOUPE_VERDICT_SUBJECT_TLS_SNI, "api.openai.com");
+	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), OFFSET, &ev), 0);
+	cr_expect_eq(ev.kind, LOUPE_EV_POLICY_VERDICT);
+	cr_expect_eq(ev.time_ns, TS_NS + OFFSET);
+	cr_expect_eq(ev.ifindex, 7);
+	cr_expect_eq(ev.direction, LOUPE_DIR_POD_EGRESS);
+	cr_expect(ev.has_ip);
+	cr_expect_eq(ev.dport, 80);
+	cr_expect_eq(ev.verdict.action, LOUPE_EVENT_ACTION_DENY);
+	cr_expect_eq(ev.verdict.reason, LOUPE_EVENT_REASON_RULE);
+	cr_expect_eq(ev.verdict.generation, 42);
+	cr_expect_eq(ev.verdict.bit, 3);
+	cr_expect_eq(ev.verdict.origin, LOUPE_DIR_POD_EGRESS);
+	cr_expect_eq(ev.verdict.subject, LOUPE_VERDICT_SUBJECT_TLS_SNI);
+	cr_expect_str_eq(ev.tls.sni, "api.openai.com");
+	cr_expect_str_eq(ev.http.host, "");
+	cr_expect_str_eq(ev.dns.qname, "");
+	/* names come from the pipeline, not from the record */
+	cr_expect_str_eq(ev.verdict.policy, "");
+	cr_expect_str_eq(ev.verdict.rule, "");
+
+	for (size_t i = 0; i < ARRAY_SIZE(actions); i++) {
+		rec.action = actions[i].action;
+		cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), 0, &ev), 0);
+		cr_expect_eq(ev.verdict.action, actions[i].want, "action %u", actions[i].action);
+	}
+
+	fill_verdict(&rec, LOUPE_VERDICT_SUBJECT_HTTP_HOST, "api.example.test:8080");
+	rec.origin = LOUPE_DIR_POD_INGRESS;
+	rec.hdr.direction = LOUPE_DIR_POD_INGRESS;
+	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), 0, &ev), 0);
+	cr_expect_str_eq(ev.http.host, "api.example.test:8080");
+	cr_expect_not(ev.http.host_truncated);
+	cr_expect_str_eq(ev.tls.sni, "");
+	cr_expect_eq(ev.verdict.origin, LOUPE_DIR_POD_INGRESS);
+
+	fill_verdict(&rec, LOUPE_VERDICT_SUBJECT_DNS_NAME, "llm.example.test");
+	rec.hdr.protocol = 17;
+	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), 0, &ev), 0);
+	cr_expect_str_eq(ev.dns.qname, "llm.example.test");
+	cr_expect_eq(ev.verdict.subject, LOUPE_VERDICT_SUBJECT_DNS_NAME);
+
+	/* an L4 rule: no subject; BOUND_EXCEEDED has no rule */
+	fill_verdict(&rec, LOUPE_VERDICT_SUBJECT_NONE, "");
+	rec.reason = LOUPE_VERDICT_BOUND_EXCEEDED;
+	rec.bit = LOUPE_POLICY_BIT_NONE;
+	rec.origin = 7;
+	cr_assert_eq(
+		loupe_event_decode(&rec, offsetof(struct loupe_event_verdict, subject) + 1, 0, &ev),
+		0);
+	cr_expect_eq(ev.verdict.subject, LOUPE_VERDICT_SUBJECT_NONE);
+	cr_expect_eq(ev.verdict.reason, LOUPE_EVENT_REASON_BOUND_EXCEEDED);
+	cr_expect_eq(ev.verdict.bit, LOUPE_POLICY_BIT_NONE);
+	cr_expect_eq(ev.verdict.origin, -1);
+	rec.reason = 99;
+	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), 0, &ev), 0);
+	cr_expect_eq(ev.verdict.reason, LOUPE_EVENT_REASON_UNSPECIFIED);
+}
+
+Test(event_decode, verdict_subject_not_trusted)
+{
+	struct loupe_event_verdict rec;
+
+	/* an unknown subject kind: the name is not put anywhere */
+	fill_verdict(&rec, 9, "x.example");
+	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), 0, &ev), 0);
+	cr_expect_eq(ev.verdict.subject, LOUPE_VERDICT_SUBJECT_NONE);
+	cr_expect_str_eq(ev.http.host, "");
+	cr_expect_str_eq(ev.tls.sni, "");
+	cr_expect_str_eq(ev.dns.qname, "");
+
+	/* cut at its length field, at its first NUL, at the buffer's last byte */
+	fill_verdict(&rec, LOUPE_VERDICT_SUBJECT_TLS_SNI, "abcdef");
+	rec.subject_len = 3;
+	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), 0, &ev), 0);
+	cr_expect_str_eq(ev.tls.sni, "abc");
+	rec.subject_len = 40;
+	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), 0, &ev), 0);
+	cr_expect_str_eq(ev.tls.sni, "abcdef");
+	memset(rec.subject, 'h', sizeof(rec.subject));
+	rec.subject_kind = LOUPE_VERDICT_SUBJECT_HTTP_HOST;
+	rec.subject_len = sizeof(rec.subject);
+	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), 0, &ev), 0);
+	cr_expect_eq(strlen(ev.http.host), sizeof(rec.subject) - 1);
+	cr_expect(ev.http.host_truncated);
+
+	rec.subject_len = sizeof(rec.subject) + 1;
+	expect_rejected(&rec, sizeof(rec));
+	rec.subject_kind = LOUPE_VERDICT_SUBJECT_NONE;
+	expect_rejected(&rec, sizeof(rec));
+}
+
+Test(event, verdict_names)
+{
+	cr_expect_str_eq(loupe_event_action_name(LOUPE_EVENT_ACTION_DENY), "DENY");
+	cr_expect_str_eq(loupe_event_action_name(LOUPE_EVENT_ACTION_AUDIT), "AUDIT");
+	cr_expect_str_eq(loupe_event_action_name((enum loupe_event_action)4), "?");
+	cr_expect_str_eq(loupe_event_reason_name(LOUPE_EVENT_REASON_DEFAULT_ACTION),
+			 "DEFAULT_ACTION");
+	cr_expect_str_eq(loupe_event_reason_name((enum loupe_event_reason) - 1), "?");
+}
+
+static void fill_rewrite(struct loupe_event_rewrite *rec, __u32 actions)
+{
+	static const uint8_t mapped[16] = { [10] = 0xff, [11] = 0xff, 198, 18, 6, 6 };
+
+	/* the fields of actions not done hold the datapath's leftovers: not zero */
+	memset(rec, 0x5a, sizeof(*rec));
+	fill_hdr(&rec->hdr, LOUPE_EV_REWRITE);
+	rec->generation = 9;
+	rec->rewrite = 2;
+	rec->actions = actions;
+	memcpy(rec->new_addr, mapped, sizeof(mapped));
+	rec->new_port = 8080;
+	rec->dscp = 46;
+	rec->n_masked = 2;
+	rec->vlan_id = 100;
+	rec->masked_bits = 0x5;
+}
+
+Test(event_decode, rewrite)
+{
+	static const uint8_t mapped[16] = { [10] = 0xff, [11] = 0xff, 198, 18, 6, 6 };
+	struct loupe_event_rewrite rec;
+
+	fill_rewrite(&rec, LOUPE_RW_MAP | LOUPE_RW_DSCP | LOUPE_RW_MASK);
+	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), OFFSET, &ev), 0);
+	cr_expect_eq(ev.kind, LOUPE_EV_REWRITE);
+	cr_expect_eq(ev.time_ns, TS_NS + OFFSET);
+	cr_expect_eq(ev.dport, 80, "the header is the packet as it came");
+	cr_expect_eq(ev.rewrite.actions, LOUPE_RW_MAP | LOUPE_RW_DSCP | LOUPE_RW_MASK);
+	cr_expect_eq(ev.rewrite.generation, 9);
+	cr_expect_eq(ev.rewrite.index, 2);
+	cr_expect_arr_eq(ev.rewrite.new_addr, mapped, 16);
+	cr_expect_eq(ev.rewrite.new_port, 8080);
+	cr_expect_eq(ev.rewrite.dscp, 46);
+	cr_expect_eq(ev.rewrite.vlan_id, 0, "no VLAN action: no VID");
+	cr_expect_eq(ev.rewrite.masked_bits, 0x5);
+	/* names come from the pipeline, not from the record */
+	cr_expect_str_eq(ev.rewrite.policy, "");
+	cr_expect_str_eq(ev.rewrite.name, "");
+	cr_expect_str_eq(ev.rewrite.masked[0], "");
+
+	/* only the values of what was done */
+	fill_rewrite(&rec, LOUPE_RW_VLAN_PUSH);
+	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), 0, &ev), 0);
+	cr_expect_eq(ev.rewrite.vlan_id, 100);
+	cr_expect_eq(ev.rewrite.new_port, 0);
+	cr_expect_eq(ev.rewrite.new_addr[15], 0);
+	cr_expect_eq(ev.rewrite.dscp, 0);
+	cr_expect_eq(ev.rewrite.masked_bits, 0);
+	fill_rewrite(&rec, LOUPE_RW_VLAN_POP);
+	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), 0, &ev), 0);
+	cr_expect_eq(ev.rewrite.vlan_id, 100);
+
+	/* masked bits past the names a rewrite can have are not kept; unknown actions are */
+	fill_rewrite(&rec, LOUPE_RW_MASK | 1u << 30);
+	rec.masked_bits = 0xff81;
+	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), 0, &ev), 0);
+	cr_expect_eq(ev.rewrite.masked_bits, 0x81);
+	cr_expect_eq(ev.rewrite.actions, LOUPE_RW_MASK | 1u << 30);
+	cr_expect(loupe_event_strings_valid(&ev));
+	memset(ev.rewrite.masked[7], 'x', sizeof(ev.rewrite.masked[7]));
+	cr_expect_not(loupe_event_strings_valid(&ev), "an unterminated name of a masked bit");
+	ev.rewrite.masked_bits = 0x1;
+	cr_expect(loupe_event_strings_valid(&ev), "the name of a bit not masked is not read");
+	memset(ev.rewrite.name, 'n', sizeof(ev.rewrite.name));
+	cr_expect_not(loupe_event_strings_valid(&ev));
+}
+
+Test(event_decode, rate_limited)
+{
+	struct loupe_event_rate_limited rec;
+
+	memset(&rec, 0, sizeof(rec));
+	fill_hdr(&rec.hdr, LOUPE_EV_RATE_LIMITED);
+	rec.hdr.direction = LOUPE_DIR_POD_INGRESS;
+	rec.dropped = 17;
+	rec.bytes_per_sec = 1250000;
+	rec.burst = UINT64_MAX;
+	cr_assert_eq(loupe_event_decode(&rec, sizeof(rec), 0, &ev), 0);
+	cr_expect_eq(ev.kind, LOUPE_EV_RATE_LIMITED);
+	cr_expect_eq(ev.direction, LOUPE_DIR_POD_INGRESS);
+	cr_expect_eq(ev.rate_limited.dropped, 17);
+	cr_expect_eq(ev.rate_limited.bytes_per_sec, 1250000);
+	cr_expect_eq(ev.rate_limited.burst, UINT64_MAX);
+}
+
 Test(event_decode, wrong_size)
 {
 	static union {
@@ -390,6 +608,9 @@ Test(event_decode, wrong_size)
 		struct loupe_event_http http;
 		struct loupe_event_tls tls;
 		struct loupe_event_dns dns;
+		struct loupe_event_verdict verdict;
+		struct loupe_event_rewrite rewrite;
+		struct loupe_event_rate_limited rate_limited;
 		char bytes[2048];
 	} rec;
 	/* records with a string at their end may stop after that string's NUL */
@@ -405,6 +626,12 @@ Test(event_decode, wrong_size)
 		  sizeof(struct loupe_event_tls) },
 		{ LOUPE_EV_DNS_QUERY, offsetof(struct loupe_event_dns, qname) + 1,
 		  sizeof(struct loupe_event_dns) },
+		{ LOUPE_EV_POLICY_VERDICT, offsetof(struct loupe_event_verdict, subject) + 1,
+		  sizeof(struct loupe_event_verdict) },
+		{ LOUPE_EV_REWRITE, sizeof(struct loupe_event_rewrite),
+		  sizeof(struct loupe_event_rewrite) },
+		{ LOUPE_EV_RATE_LIMITED, sizeof(struct loupe_event_rate_limited),
+		  sizeof(struct loupe_event_rate_limited) },
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
@@ -430,7 +657,8 @@ Test(event_decode, wrong_size)
 Test(event_decode, unknown_kind)
 {
 	static const unsigned kinds[] = {
-		LOUPE_EV_UNSPECIFIED, LOUPE_EV_FLOW_END, LOUPE_EV_LOST, LOUPE_EV_KIND_MAX, 0xffff,
+		LOUPE_EV_UNSPECIFIED, LOUPE_EV_FLOW_END, LOUPE_EV_AGENT,
+		LOUPE_EV_LOST,	      LOUPE_EV_KIND_MAX, 0xffff,
 	};
 	struct loupe_event_flow rec;
 
@@ -506,4 +734,14 @@ Test(event, format_addr)
 
 	e.has_ip = false;
 	cr_expect_eq(loupe_event_format_addr(&e, true, buf, sizeof(buf)), -EINVAL);
+
+	/* a REWRITE's new address: written by the same rule, addresses or not */
+	cr_expect_eq(loupe_event_format_other_addr(&e, mapped, buf, sizeof(buf)), 0);
+	cr_expect_str_eq(buf, "10.0.0.254");
+	cr_expect_eq(loupe_event_format_other_addr(&e, v6, buf, sizeof(buf)), 0);
+	cr_expect_str_eq(buf, "2001:db8::1");
+	e.ipv6 = true;
+	cr_expect_eq(loupe_event_format_other_addr(&e, mapped, buf, sizeof(buf)), 0);
+	cr_expect_str_eq(buf, "::ffff:10.0.0.254");
+	cr_expect_eq(loupe_event_format_other_addr(&e, v6, buf, 4), -ENOSPC);
 }

@@ -2,7 +2,9 @@
 /*
  * The direct JSON writer (event_json.c) against the generic path (loupe_event_to_json_pb():
  * loupe.v1.Event through pbjson and json-c), byte for byte: every kind and enum value,
- * addresses, strings with escapes and invalid UTF-8, timestamps, thousands of random events
+ * addresses, strings with escapes and invalid UTF-8, timestamps, policy verdicts with each
+ * subject, action, reason and origin, rewrites with every action and masked header, rate
+ * limits, thousands of random events
  * from a fixed seed; -ENOSPC at every short buffer size; the output's in-place lines. Not
  * for what the fields mean (test_event_pb.c) nor for pbjson itself (test_pbjson.c).
  */
@@ -155,6 +157,28 @@ static void fill_all_kinds(struct loupe_event *ev)
 	ev->flow.end_reason = LOUPE_FLOW_END_IDLE;
 	ev->lost.count = 12;
 	ev->lost.kind = LOUPE_EV_HTTP_REQUEST;
+	ev->verdict.action = LOUPE_EVENT_ACTION_DENY;
+	ev->verdict.reason = LOUPE_EVENT_REASON_RULE;
+	ev->verdict.generation = 7;
+	ev->verdict.origin = LOUPE_DIR_POD_EGRESS;
+	ev->verdict.subject = LOUPE_VERDICT_SUBJECT_TLS_SNI;
+	strcpy(ev->verdict.policy, "ai-egress");
+	strcpy(ev->verdict.rule, "llm");
+	ev->rewrite.actions = LOUPE_RW_MAP | LOUPE_RW_DSCP | LOUPE_RW_MASK;
+	ev->rewrite.generation = 7;
+	ev->rewrite.index = 3;
+	memcpy(ev->rewrite.new_addr, v4_src, 16);
+	ev->rewrite.new_addr[15] = 99;
+	ev->rewrite.new_port = 8080;
+	ev->rewrite.dscp = 46;
+	ev->rewrite.masked_bits = 0x5;
+	strcpy(ev->rewrite.policy, "llm-egress");
+	strcpy(ev->rewrite.name, "mask-keys");
+	strcpy(ev->rewrite.masked[0], "authorization");
+	strcpy(ev->rewrite.masked[2], "x-api-key");
+	ev->rate_limited.dropped = 12;
+	ev->rate_limited.bytes_per_sec = 1250000;
+	ev->rate_limited.burst = 62500;
 }
 
 Test(event_json, every_kind_number)
@@ -281,6 +305,107 @@ Test(event_json, http_tls_dns_lost)
 	check(&ev, "agent, all else zero");
 	memset(&ev, 0, sizeof(ev));
 	check(&ev, "all zero");
+}
+
+Test(event_json, verdicts)
+{
+	static const uint32_t generations[] = { 0, 1, 65535, UINT32_MAX };
+	struct loupe_event ev;
+	char what[96];
+
+	for (int subject = -1; subject <= 5; subject++) {
+		for (int a = -2; a <= 5; a++) {
+			for (int r = -2; r <= 5; r++) {
+				for (int o = -2; o <= 3; o++) {
+					base_event(&ev, LOUPE_EV_POLICY_VERDICT);
+					fill_all_kinds(&ev);
+					ev.verdict.subject = (enum loupe_verdict_subject)subject;
+					ev.verdict.action = (enum loupe_event_action)a;
+					ev.verdict.reason = (enum loupe_event_reason)r;
+					ev.verdict.origin = o;
+					ev.verdict.generation = generations[(a + r + o + 6) % 4];
+					ev.http.host_truncated = (a + o) & 1;
+					if (r & 1)
+						ev.verdict.rule[0] = '\0';
+					if (o == 3)
+						ev.verdict.policy[0] = '\0';
+					snprintf(what, sizeof(what),
+						 "verdict subject %d action %d reason %d origin %d",
+						 subject, a, r, o);
+					check(&ev, what);
+				}
+			}
+		}
+		/* every name empty: "verdict":{} and an empty subject message */
+		base_event(&ev, LOUPE_EV_POLICY_VERDICT);
+		ev.verdict.subject = (enum loupe_verdict_subject)subject;
+		ev.verdict.origin = -1;
+		snprintf(what, sizeof(what), "empty verdict subject %d", subject);
+		check(&ev, what);
+	}
+}
+
+Test(event_json, rewrites)
+{
+	static const uint32_t actions[] = {
+		0,
+		LOUPE_RW_MAP,
+		LOUPE_RW_DSCP,
+		LOUPE_RW_VLAN_PUSH,
+		LOUPE_RW_VLAN_POP,
+		LOUPE_RW_MASK,
+		LOUPE_RW_MAP | LOUPE_RW_MASK,
+		LOUPE_RW_MAP | LOUPE_RW_DSCP | LOUPE_RW_VLAN_PUSH | LOUPE_RW_MASK,
+		1u << 5,
+		1u << 31 | LOUPE_RW_VLAN_POP,
+		UINT32_MAX,
+	};
+	struct loupe_event ev;
+	char what[96];
+
+	for (size_t a = 0; a < sizeof(actions) / sizeof(actions[0]); a++) {
+		for (int v = 0; v < 16; v++) {
+			for (int m = 0; m < 6; m++) {
+				static const uint16_t bits[] = { 0, 1, 0x80, 0x5, 0xff, 0x42 };
+
+				base_event(&ev, LOUPE_EV_REWRITE);
+				fill_all_kinds(&ev);
+				ev.rewrite.actions = actions[a];
+				ev.ipv6 = v & 1;
+				if (v & 2)
+					memcpy(ev.rewrite.new_addr, v6_dst, 16);
+				ev.rewrite.new_port = v & 4 ? 0 : 65535;
+				ev.rewrite.dscp = v & 8 ? 0 : 63;
+				ev.rewrite.vlan_id = v & 8 ? 4094 : 0;
+				ev.rewrite.generation = v & 4 ? 0 : UINT32_MAX;
+				ev.rewrite.index = (uint16_t)(v & 2 ? 0 : 255);
+				ev.rewrite.masked_bits = bits[m];
+				/* some names unknown: only the indexes say which were masked */
+				for (int i = 0; i < LOUPE_MASK_HEADERS_MAX; i++) {
+					snprintf(ev.rewrite.masked[i], sizeof(ev.rewrite.masked[i]),
+						 "h-%d", i);
+					if ((i + m) % 3 == 0)
+						ev.rewrite.masked[i][0] = '\0';
+				}
+				if (m & 1)
+					ev.rewrite.policy[0] = ev.rewrite.name[0] = '\0';
+				snprintf(what, sizeof(what), "rewrite actions %#x v %d mask %d",
+					 actions[a], v, m);
+				check(&ev, what);
+			}
+		}
+	}
+	/* nothing at all: "rewrite":{} */
+	base_event(&ev, LOUPE_EV_REWRITE);
+	check(&ev, "empty rewrite");
+	for (int i = 0; i < 8; i++) {
+		base_event(&ev, LOUPE_EV_RATE_LIMITED);
+		ev.rate_limited.dropped = i & 1 ? UINT64_MAX : 0;
+		ev.rate_limited.bytes_per_sec = i & 2 ? 1250000 : 0;
+		ev.rate_limited.burst = i & 4 ? 1 : 0;
+		snprintf(what, sizeof(what), "rate limited %d", i);
+		check(&ev, what);
+	}
 }
 
 Test(event_json, common_fields)
@@ -417,18 +542,34 @@ static void set_strings(struct loupe_event *ev, const char *s)
 			 s + (i % 3 < len ? i % 3 : len));
 	ev->tls.alpn_count = LOUPE_EVENT_ALPN_MAX;
 	snprintf(ev->dns.qname, sizeof(ev->dns.qname), "%s", s);
+	snprintf(ev->verdict.policy, sizeof(ev->verdict.policy), "%s", s);
+	snprintf(ev->verdict.rule, sizeof(ev->verdict.rule), "%s", s);
+	snprintf(ev->rewrite.policy, sizeof(ev->rewrite.policy), "%s", s);
+	snprintf(ev->rewrite.name, sizeof(ev->rewrite.name), "%s", s);
+	for (int i = 0; i < LOUPE_MASK_HEADERS_MAX; i++)
+		snprintf(ev->rewrite.masked[i], sizeof(ev->rewrite.masked[i]), "%s", s);
+	ev->rewrite.masked_bits = (1u << LOUPE_MASK_HEADERS_MAX) - 1;
+	ev->rewrite.actions = LOUPE_RW_MASK;
 }
 
 static void check_strings(const char *s, const char *what)
 {
 	static const enum loupe_event_kind kinds[] = { LOUPE_EV_HTTP_REQUEST,
 						       LOUPE_EV_TLS_CLIENT_HELLO,
-						       LOUPE_EV_DNS_QUERY, LOUPE_EV_AGENT };
+						       LOUPE_EV_DNS_QUERY, LOUPE_EV_REWRITE,
+						       LOUPE_EV_AGENT };
 	struct loupe_event ev;
 
 	for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
 		base_event(&ev, kinds[k]);
 		set_strings(&ev, s);
+		check(&ev, what);
+	}
+	for (int subject = LOUPE_VERDICT_SUBJECT_NONE; subject <= LOUPE_VERDICT_SUBJECT_DNS_NAME;
+	     subject++) {
+		base_event(&ev, LOUPE_EV_POLICY_VERDICT);
+		set_strings(&ev, s);
+		ev.verdict.subject = (enum loupe_verdict_subject)subject;
 		check(&ev, what);
 	}
 }
@@ -530,6 +671,19 @@ Test(event_json, longest_line_fits)
 		ev.flow.end_reason = (enum loupe_flow_end_reason) - 2147483647 - 1;
 		ev.lost.count = UINT64_MAX;
 		ev.lost.kind = (enum loupe_event_kind) - 2147483647 - 1;
+		ev.verdict.action = (enum loupe_event_action) - 2147483647 - 1;
+		ev.verdict.reason = (enum loupe_event_reason) - 2147483647 - 1;
+		ev.verdict.generation = UINT32_MAX;
+		ev.verdict.origin = LOUPE_DIR_POD_INGRESS;
+		ev.verdict.subject = LOUPE_VERDICT_SUBJECT_HTTP_HOST;
+		ev.rewrite.actions = UINT32_MAX;
+		ev.rewrite.generation = UINT32_MAX;
+		ev.rewrite.index = UINT16_MAX;
+		memset(ev.rewrite.new_addr, 0xff, 16);
+		ev.rewrite.new_port = ev.rewrite.vlan_id = UINT16_MAX;
+		ev.rewrite.dscp = UINT8_MAX;
+		ev.rate_limited.dropped = ev.rate_limited.bytes_per_sec = ev.rate_limited.burst =
+			UINT64_MAX;
 		len = check(&ev, "longest");
 		cr_expect_lt(len, LOUPE_EVENT_JSON_MAX, "kind %d: %zu bytes", kind, len);
 	}
@@ -754,6 +908,29 @@ static void rnd_event(struct loupe_event *ev)
 	ev->flow.end_reason = (enum loupe_flow_end_reason)((int)rnd_below(9) - 1);
 	ev->lost.count = rnd_num();
 	ev->lost.kind = (enum loupe_event_kind)((int)rnd_below(14) - 1);
+	ev->verdict.action = (enum loupe_event_action)((int)rnd_below(7) - 1);
+	ev->verdict.reason = (enum loupe_event_reason)((int)rnd_below(7) - 1);
+	ev->verdict.generation = (uint32_t)rnd_num();
+	ev->verdict.bit = (uint16_t)rnd_num();
+	ev->verdict.origin = (int)rnd_below(4) - 1;
+	ev->verdict.subject = (enum loupe_verdict_subject)((int)rnd_below(6) - 1);
+	rnd_string(ev->verdict.policy, sizeof(ev->verdict.policy));
+	rnd_string(ev->verdict.rule, sizeof(ev->verdict.rule));
+	ev->rewrite.actions = rnd_below(4) ? (uint32_t)rnd_below(32) : (uint32_t)rnd_num();
+	ev->rewrite.generation = (uint32_t)rnd_num();
+	ev->rewrite.index = (uint16_t)rnd_num();
+	rnd_addr(ev->rewrite.new_addr, rnd_below(2));
+	ev->rewrite.new_port = (uint16_t)rnd_num();
+	ev->rewrite.dscp = (uint8_t)rnd_num();
+	ev->rewrite.vlan_id = (uint16_t)rnd_num();
+	ev->rewrite.masked_bits = (uint16_t)rnd_below(1u << LOUPE_MASK_HEADERS_MAX);
+	rnd_string(ev->rewrite.policy, sizeof(ev->rewrite.policy));
+	rnd_string(ev->rewrite.name, sizeof(ev->rewrite.name));
+	for (int i = 0; i < LOUPE_MASK_HEADERS_MAX; i++)
+		rnd_string(ev->rewrite.masked[i], sizeof(ev->rewrite.masked[i]));
+	ev->rate_limited.dropped = rnd_num();
+	ev->rate_limited.bytes_per_sec = rnd_num();
+	ev->rate_limited.burst = rnd_num();
 }
 
 Test(event_json, random_events)
@@ -829,6 +1006,15 @@ Test(event_json, enospc_at_every_short_size)
 	base_event(&ev, LOUPE_EV_FLOW_END);
 	fill_all_kinds(&ev);
 	check_sizes(&ev, "flow end");
+	base_event(&ev, LOUPE_EV_POLICY_VERDICT);
+	fill_all_kinds(&ev);
+	check_sizes(&ev, "verdict");
+	base_event(&ev, LOUPE_EV_REWRITE);
+	fill_all_kinds(&ev);
+	check_sizes(&ev, "rewrite");
+	base_event(&ev, LOUPE_EV_RATE_LIMITED);
+	fill_all_kinds(&ev);
+	check_sizes(&ev, "rate limited");
 	memset(&ev, 0, sizeof(ev));
 	check_sizes(&ev, "all zero");
 	for (int i = 0; i < 50; i++) {

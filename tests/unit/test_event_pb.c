@@ -311,6 +311,180 @@ Test(event_json, lost_without_addresses)
 	json_object_put(obj);
 }
 
+static void base_verdict(enum loupe_verdict_subject subject)
+{
+	base_event(LOUPE_EV_POLICY_VERDICT);
+	ev.dport = 443;
+	ev.verdict.action = LOUPE_EVENT_ACTION_DENY;
+	ev.verdict.reason = LOUPE_EVENT_REASON_RULE;
+	ev.verdict.generation = 3;
+	ev.verdict.bit = 1;
+	ev.verdict.origin = LOUPE_DIR_POD_EGRESS;
+	ev.verdict.subject = subject;
+	strcpy(ev.verdict.policy, "ai-egress-denied");
+	strcpy(ev.verdict.rule, "llm-apis");
+}
+
+Test(event_json, verdict_exact)
+{
+	char *s;
+
+	base_verdict(LOUPE_VERDICT_SUBJECT_TLS_SNI);
+	strcpy(ev.tls.sni, "api.openai.com");
+	/* only the subject's field shows, whatever else the event holds */
+	strcpy(ev.http.host, "not.this");
+	ev.tls.version = 0x0304;
+	s = loupe_event_to_json(&ev);
+	cr_assert_not_null(s);
+	cr_expect_str_eq(s, "{\"seq\":\"7\",\"time\":\"" TIME_JSON "\",\"node\":\"node-1\","
+			    "\"kind\":\"POLICY_VERDICT\",\"interface\":{\"name\":\"veth1\","
+			    "\"ifindex\":7},\"direction\":\"POD_EGRESS\",\"srcIp\":\"198.18.0.1\","
+			    "\"dstIp\":\"198.18.0.2\",\"srcPort\":40000,\"dstPort\":443,"
+			    "\"protocol\":\"TCP\",\"tls\":{\"sni\":\"api.openai.com\"},"
+			    "\"verdict\":{\"action\":\"DENY\",\"policy\":\"ai-egress-denied\","
+			    "\"rule\":\"llm-apis\",\"generation\":3,\"reason\":\"RULE\","
+			    "\"origin\":\"POD_EGRESS\"}}");
+	free(s);
+}
+
+Test(event_json, verdict)
+{
+	struct json_object *obj;
+
+	base_verdict(LOUPE_VERDICT_SUBJECT_HTTP_HOST);
+	strcpy(ev.http.host, "api.example.test:8080");
+	strcpy(ev.http.method, "GET");
+	ev.verdict.action = LOUPE_EVENT_ACTION_AUDIT;
+	ev.verdict.reason = LOUPE_EVENT_REASON_DEFAULT_ACTION;
+	ev.verdict.rule[0] = '\0';
+	ev.verdict.origin = LOUPE_DIR_POD_INGRESS;
+	obj = to_json();
+	expect_str(obj, "kind", "POLICY_VERDICT");
+	expect_str(obj, "http.host", "api.example.test:8080");
+	expect_absent(obj, "http.method");
+	expect_absent(obj, "tls");
+	expect_absent(obj, "dns");
+	expect_str(obj, "verdict.action", "AUDIT");
+	expect_str(obj, "verdict.policy", "ai-egress-denied");
+	expect_absent(obj, "verdict.rule");
+	expect_int(obj, "verdict.generation", 3);
+	expect_str(obj, "verdict.reason", "DEFAULT_ACTION");
+	expect_str(obj, "verdict.origin", "POD_INGRESS");
+	json_object_put(obj);
+
+	/* an L4 rule: no name, no L7 message */
+	base_verdict(LOUPE_VERDICT_SUBJECT_NONE);
+	strcpy(ev.dns.qname, "not.this");
+	obj = to_json();
+	expect_absent(obj, "http");
+	expect_absent(obj, "tls");
+	expect_absent(obj, "dns");
+	expect_str(obj, "verdict.rule", "llm-apis");
+	json_object_put(obj);
+
+	/* the DNS name; a subject that is empty still says which protocol decided */
+	base_verdict(LOUPE_VERDICT_SUBJECT_DNS_NAME);
+	ev.protocol = 17;
+	obj = to_json();
+	cr_expect_not_null(get(obj, "dns"));
+	expect_absent(obj, "dns.qname");
+	json_object_put(obj);
+
+	/* BOUND_EXCEEDED: no rule; a generation the agent forgot: no names */
+	base_verdict(LOUPE_VERDICT_SUBJECT_HTTP_HOST);
+	ev.verdict.reason = LOUPE_EVENT_REASON_BOUND_EXCEEDED;
+	ev.verdict.policy[0] = ev.verdict.rule[0] = '\0';
+	ev.http.host_truncated = true;
+	obj = to_json();
+	expect_str(obj, "verdict.reason", "BOUND_EXCEEDED");
+	expect_absent(obj, "verdict.policy");
+	expect_true(obj, "http.hostTruncated");
+	json_object_put(obj);
+}
+
+Test(event_json, rewrite_exact)
+{
+	static const uint8_t mapped[16] = { [10] = 0xff, [11] = 0xff, 198, 18, 6, 6 };
+	char *s;
+
+	base_event(LOUPE_EV_REWRITE);
+	ev.rewrite.actions = LOUPE_RW_MAP | LOUPE_RW_DSCP | LOUPE_RW_MASK;
+	ev.rewrite.generation = 4;
+	ev.rewrite.index = 1;
+	memcpy(ev.rewrite.new_addr, mapped, 16);
+	ev.rewrite.new_port = 8080;
+	ev.rewrite.dscp = 46;
+	ev.rewrite.masked_bits = 0x3;
+	strcpy(ev.rewrite.policy, "llm-egress");
+	strcpy(ev.rewrite.name, "to-gateway");
+	strcpy(ev.rewrite.masked[0], "authorization");
+	strcpy(ev.rewrite.masked[1], "x-api-key");
+	strcpy(ev.rewrite.masked[2], "not-masked");
+	s = loupe_event_to_json(&ev);
+	cr_assert_not_null(s);
+	cr_expect_str_eq(s, "{\"seq\":\"7\",\"time\":\"" TIME_JSON "\",\"node\":\"node-1\","
+			    "\"kind\":\"REWRITE\",\"interface\":{\"name\":\"veth1\","
+			    "\"ifindex\":7},\"direction\":\"POD_EGRESS\",\"srcIp\":\"198.18.0.1\","
+			    "\"dstIp\":\"198.18.0.2\",\"srcPort\":40000,\"dstPort\":80,"
+			    "\"protocol\":\"TCP\",\"rewrite\":{\"actions\":[\"MAP_TO\","
+			    "\"SET_DSCP\",\"MASK_HEADERS\"],\"policy\":\"llm-egress\","
+			    "\"name\":\"to-gateway\",\"generation\":4,\"index\":1,"
+			    "\"newIp\":\"198.18.6.6\",\"newPort\":8080,\"dscp\":46,"
+			    "\"maskedHeaders\":[\"authorization\",\"x-api-key\"],"
+			    "\"maskedHeaderIndexes\":[0,1]}}");
+	free(s);
+}
+
+Test(event_json, rewrite_and_rate_limited)
+{
+	struct json_object *obj;
+
+	/* IPv6: the new address is IPv6; a VLAN pushed; names unknown */
+	base_event(LOUPE_EV_REWRITE);
+	ev.ipv6 = true;
+	memcpy(ev.saddr, v6_src, 16);
+	memcpy(ev.daddr, v6_dst, 16);
+	ev.rewrite.actions = LOUPE_RW_MAP | LOUPE_RW_VLAN_PUSH;
+	memcpy(ev.rewrite.new_addr, v6_src, 16);
+	ev.rewrite.new_port = 53;
+	ev.rewrite.vlan_id = 100;
+	ev.rewrite.generation = 2;
+	obj = to_json();
+	expect_str(obj, "rewrite.newIp", "2001:db8::1");
+	expect_int(obj, "rewrite.newPort", 53);
+	expect_int(obj, "rewrite.vlanId", 100);
+	expect_absent(obj, "rewrite.policy");
+	expect_absent(obj, "rewrite.index");
+	expect_absent(obj, "rewrite.maskedHeaders");
+	expect_absent(obj, "http");
+	expect_absent(obj, "rateLimited");
+	json_object_put(obj);
+
+	/* masked headers whose names the agent does not know: indexes only */
+	base_event(LOUPE_EV_REWRITE);
+	ev.rewrite.actions = LOUPE_RW_MASK;
+	ev.rewrite.masked_bits = 0x84;
+	obj = to_json();
+	expect_absent(obj, "rewrite.maskedHeaders");
+	expect_absent(obj, "rewrite.newIp");
+	cr_expect_eq(json_object_array_length(get(obj, "rewrite.maskedHeaderIndexes")), 2);
+	json_object_put(obj);
+
+	base_event(LOUPE_EV_RATE_LIMITED);
+	ev.direction = LOUPE_DIR_POD_INGRESS;
+	ev.rate_limited.dropped = 31;
+	ev.rate_limited.bytes_per_sec = 1250000;
+	ev.rate_limited.burst = 62500;
+	strcpy(ev.rewrite.name, "not.this");
+	obj = to_json();
+	expect_str(obj, "kind", "RATE_LIMITED");
+	expect_str(obj, "rateLimited.dropped", "31");
+	expect_str(obj, "rateLimited.bytesPerSecond", "1250000");
+	expect_str(obj, "rateLimited.burst", "62500");
+	expect_absent(obj, "rewrite");
+	json_object_put(obj);
+}
+
 Test(event_json, unnamed_protocol_is_a_number)
 {
 	struct json_object *obj;
@@ -324,6 +498,8 @@ Test(event_json, unnamed_protocol_is_a_number)
 
 Test(event_json, refuses_unterminated_strings)
 {
+	char *s;
+
 	base_event(LOUPE_EV_HTTP_REQUEST);
 	memset(ev.node, 'n', sizeof(ev.node));
 	errno = 0;
@@ -337,6 +513,18 @@ Test(event_json, refuses_unterminated_strings)
 	base_event(LOUPE_EV_TLS_CLIENT_HELLO);
 	ev.tls.alpn_count = LOUPE_EVENT_ALPN_MAX + 1;
 	cr_expect_null(loupe_event_to_json(&ev));
+
+	base_verdict(LOUPE_VERDICT_SUBJECT_TLS_SNI);
+	memset(ev.verdict.rule, 'r', sizeof(ev.verdict.rule));
+	cr_expect_null(loupe_event_to_json(&ev));
+	base_verdict(LOUPE_VERDICT_SUBJECT_TLS_SNI);
+	memset(ev.tls.sni, 's', sizeof(ev.tls.sni));
+	cr_expect_null(loupe_event_to_json(&ev));
+	/* another subject's field is not written, so not checked */
+	ev.verdict.subject = LOUPE_VERDICT_SUBJECT_DNS_NAME;
+	s = loupe_event_to_json(&ev);
+	cr_expect_not_null(s);
+	free(s);
 }
 
 Test(event_pb, wire_round_trip)

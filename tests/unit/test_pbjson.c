@@ -527,6 +527,9 @@ static const struct {
 	{ "loupe.v1.Verdict", "action", "action" },
 	{ "loupe.v1.Verdict", "policy", "policy" },
 	{ "loupe.v1.Verdict", "rule", "rule" },
+	{ "loupe.v1.Verdict", "generation", "generation" },
+	{ "loupe.v1.Verdict", "reason", "reason" },
+	{ "loupe.v1.Verdict", "origin", "origin" },
 	{ "loupe.v1.Flow", "egress", "egress" },
 	{ "loupe.v1.Flow", "ingress", "ingress" },
 	{ "loupe.v1.Flow", "first_seen", "firstSeen" },
@@ -543,6 +546,22 @@ static const struct {
 	{ "loupe.v1.FlowCounters", "tcp_flags", "tcpFlags" },
 	{ "loupe.v1.Lost", "count", "count" },
 	{ "loupe.v1.Lost", "kind", "kind" },
+	{ "loupe.v1.Event", "rewrite", "rewrite" },
+	{ "loupe.v1.Rewrite", "actions", "actions" },
+	{ "loupe.v1.Rewrite", "policy", "policy" },
+	{ "loupe.v1.Rewrite", "name", "name" },
+	{ "loupe.v1.Rewrite", "generation", "generation" },
+	{ "loupe.v1.Rewrite", "index", "index" },
+	{ "loupe.v1.Rewrite", "new_ip", "newIp" },
+	{ "loupe.v1.Rewrite", "new_port", "newPort" },
+	{ "loupe.v1.Rewrite", "dscp", "dscp" },
+	{ "loupe.v1.Rewrite", "vlan_id", "vlanId" },
+	{ "loupe.v1.Rewrite", "masked_headers", "maskedHeaders" },
+	{ "loupe.v1.Rewrite", "masked_header_indexes", "maskedHeaderIndexes" },
+	{ "loupe.v1.Event", "rate_limited", "rateLimited" },
+	{ "loupe.v1.RateLimited", "dropped", "dropped" },
+	{ "loupe.v1.RateLimited", "bytes_per_second", "bytesPerSecond" },
+	{ "loupe.v1.RateLimited", "burst", "burst" },
 };
 
 static const char *expected_json_name(const char *message, const char *field)
@@ -674,6 +693,22 @@ Test(pbjson, event_full_tree_keys)
 		"pod.namespace",
 		"pod.name",
 		"pod.ips",
+		"rewrite",
+		"rewrite.actions",
+		"rewrite.policy",
+		"rewrite.name",
+		"rewrite.generation",
+		"rewrite.index",
+		"rewrite.newIp",
+		"rewrite.newPort",
+		"rewrite.dscp",
+		"rewrite.vlanId",
+		"rewrite.maskedHeaders",
+		"rewrite.maskedHeaderIndexes",
+		"rateLimited",
+		"rateLimited.dropped",
+		"rateLimited.bytesPerSecond",
+		"rateLimited.burst",
 	};
 	Loupe__V1__Event ev = LOUPE__V1__EVENT__INIT;
 	Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
@@ -688,6 +723,12 @@ Test(pbjson, event_full_tree_keys)
 	Loupe__V1__FlowCounters eg = LOUPE__V1__FLOW_COUNTERS__INIT,
 				in = LOUPE__V1__FLOW_COUNTERS__INIT;
 	Loupe__V1__Lost lost = LOUPE__V1__LOST__INIT;
+	Loupe__V1__Rewrite rw = LOUPE__V1__REWRITE__INIT;
+	Loupe__V1__RewriteAction rw_actions[] = { LOUPE__V1__REWRITE_ACTION__MAP_TO,
+						  LOUPE__V1__REWRITE_ACTION__MASK_HEADERS };
+	char *masked[] = { "authorization" };
+	uint32_t masked_idx[] = { 0 };
+	Loupe__V1__RateLimited rl = LOUPE__V1__RATE_LIMITED__INIT;
 	char *alpn[] = { "h2" };
 	char paths[128][64];
 	size_t n = 0;
@@ -752,6 +793,25 @@ Test(pbjson, event_full_tree_keys)
 	pod.n_ips = 1;
 	pod.ips = pod_ips;
 	ev.pod = &pod;
+	rw.n_actions = 2;
+	rw.actions = rw_actions;
+	rw.policy = "p";
+	rw.name = "r";
+	rw.generation = 1;
+	rw.index = 1;
+	rw.new_ip = "198.18.6.6";
+	rw.new_port = 8080;
+	rw.dscp = 46;
+	rw.vlan_id = 100;
+	rw.n_masked_headers = 1;
+	rw.masked_headers = masked;
+	rw.n_masked_header_indexes = 1;
+	rw.masked_header_indexes = masked_idx;
+	ev.rewrite = &rw;
+	rl.dropped = 1;
+	rl.bytes_per_second = 2;
+	rl.burst = 3;
+	ev.rate_limited = &rl;
 
 	obj = loupe_pbjson_encode(&ev.base);
 	cr_assert_not_null(obj);
@@ -776,5 +836,11 @@ Test(pbjson, event_full_tree_keys)
 	cr_expect_str_eq(json_object_get_string(v), "POD_INGRESS");
 	cr_assert(json_object_object_get_ex(obj, "protocol", &v));
 	cr_expect_str_eq(json_object_get_string(v), "UDP");
+	cr_assert(json_object_object_get_ex(obj, "rewrite", &v));
+	cr_assert(json_object_object_get_ex(v, "actions", &v));
+	cr_expect_str_eq(json_object_get_string(json_object_array_get_idx(v, 1)), "MASK_HEADERS");
+	cr_assert(json_object_object_get_ex(obj, "rateLimited", &v));
+	cr_assert(json_object_object_get_ex(v, "bytesPerSecond", &v));
+	cr_expect(json_object_is_type(v, json_type_string), "bytesPerSecond (uint64): a string");
 	json_object_put(obj);
 }

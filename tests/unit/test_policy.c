@@ -3,8 +3,9 @@
  * The policy parser and validator (policy.c): the good examples to their exact structs,
  * every file of the bad corpus (tests/data/bad-policies, EXPECTED.tsv) refused with its JSON
  * path and a word, normalisation, limits, names and prefixes, strict JSON, directories and
- * the ConfigMap layout, the normalised JSON round trip, and loupectl policy check's exit
- * codes. Not for compiling or enforcing policies.
+ * the ConfigMap layout, the normalised JSON round trip, rewrites and rate limits (every
+ * refusal, defaults, limits), and loupectl policy check's exit codes. Not for compiling or
+ * enforcing policies.
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -340,9 +341,11 @@ Test(policy, normalisation)
 /* Every good file: to JSON, back, and to JSON again gives the same text. */
 Test(policy, json_round_trip)
 {
-	static const char *const files[] = { "format-example.json", "ai-egress.json",
-					     "deny-cidr-port.json", "egress-allowlist.json",
-					     "audit-dns.json",	    "normalise.json" };
+	static const char *const files[] = {
+		"format-example.json",	 "ai-egress.json",     "deny-cidr-port.json",
+		"egress-allowlist.json", "audit-dns.json",     "normalise.json",
+		"rewrite-map.json",	 "mask-api-keys.json", "rate-limit.json",
+	};
 	struct loupe_policy_set again;
 	struct loupe_policy_error e;
 	unsigned int i;
@@ -364,6 +367,7 @@ Test(policy, json_round_trip)
 		cr_expect_str_eq(a, b, "%s: not stable", files[i]);
 		cr_expect_eq(again.n_policies, set->n_policies);
 		cr_expect_eq(again.n_rules, set->n_rules);
+		cr_expect_eq(again.n_rewrites, set->n_rewrites);
 		free(a);
 		free(b);
 		loupe_policy_set_clear(&again);
@@ -376,12 +380,15 @@ Test(policy, good_directory)
 {
 	struct loupe_policy_set *set = load_ok(GOOD_DIR);
 
-	cr_expect_eq(set->n_policies, 7);
-	cr_expect_eq(set->n_rules, 20);
+	cr_expect_eq(set->n_policies, 10);
+	cr_expect_eq(set->n_rules, 21);
+	cr_expect_eq(set->n_rewrites, 6);
 	/* name order of the files */
 	cr_expect_str_eq(set->policies[0].name, "ai-egress-allowed");
 	cr_expect_str_eq(set->policies[2].name, "audit-dns");
-	cr_expect_str_eq(set->policies[6].name, "normalise");
+	cr_expect_str_eq(set->policies[6].name, "mask-api-keys");
+	cr_expect_str_eq(set->policies[7].name, "normalise");
+	cr_expect_str_eq(set->policies[9].name, "rewrite-map");
 	cr_expect_str_eq(set->policies[2].source, GOOD_DIR "/audit-dns.json");
 	loupe_policy_set_free(set);
 }
@@ -944,6 +951,651 @@ Test(policy, set_names_and_order)
 	cr_expect_null(loupe_policy_set_free(NULL));
 }
 
+/* ------------------------------------------------------------------ rewrites and rate limits */
+
+/* A valid policy (one rule "web") with spec.rewrites [@rewrites] and spec.rateLimits
+ * [@rates] (NULL: left out); JSON with ' for ". */
+static char *policy_with(const char *rewrites, const char *rates)
+{
+	char *s;
+
+	cr_assert(asprintf(&s,
+			   "{'apiVersion':'loupe.dev/v1','kind':'Policy','metadata':{'name':'p'},"
+			   "'spec':{'podSelector':{},'rules':[{'name':'web','direction':'egress',"
+			   "'match':{},'action':'allow'}]%s%s%s%s%s%s}}",
+			   rewrites ? ",'rewrites':[" : "", rewrites ? rewrites : "",
+			   rewrites ? "]" : "", rates ? ",'rateLimits':[" : "", rates ? rates : "",
+			   rates ? "]" : "") > 0);
+	for (char *p = s; *p; p++)
+		if (*p == '\'')
+			*p = '"';
+	return s;
+}
+
+static void expect_rewrite_refused(const char *rewrite, const char *path, const char *word)
+{
+	char *json = policy_with(rewrite, NULL), full[256];
+
+	snprintf(full, sizeof(full), "spec.rewrites[0]%s", path);
+	expect_refused(json, full, word);
+	free(json);
+}
+
+static void expect_rate_refused(const char *rates, const char *path, const char *word)
+{
+	char *json = policy_with(NULL, rates), full[256];
+
+	snprintf(full, sizeof(full), "spec.rateLimits%s", path);
+	expect_refused(json, full, word);
+	free(json);
+}
+
+/* Parses a policy around @rewrite; its first rewrite (the set is cleared by the caller). */
+static const struct loupe_policy_rewrite *rewrite_ok(const char *rewrite,
+						     struct loupe_policy_set *set)
+{
+	struct loupe_policy_error e;
+	char *json = policy_with(rewrite, NULL);
+	int r = parse_str(json, set, &e);
+
+	cr_assert_eq(r, 0, "%s refused: %s: %s", rewrite, e.path, e.message);
+	free(json);
+	cr_assert_eq(set->policies[0].n_rewrites, 1);
+	return &set->policies[0].rewrites[0];
+}
+
+static void expect_map_to(const struct loupe_policy_rewrite *rw, int family, const char *addr,
+			  uint16_t port)
+{
+	char got[INET6_ADDRSTRLEN];
+
+	cr_expect(rw->actions & LOUPE_POLICY_RW_MAP, "%s: no mapTo", rw->name);
+	cr_expect_eq(rw->map_to.family, family, "%s: family", rw->name);
+	inet_ntop(rw->map_to.family, rw->map_to.addr, got, sizeof(got));
+	cr_expect_str_eq(got, addr, "%s", rw->name);
+	cr_expect_eq(rw->map_to.port, port, "%s: port %u", rw->name, rw->map_to.port);
+}
+
+Test(policy, rewrite_map_example)
+{
+	struct loupe_policy_set *set = load_ok(GOOD_DIR "/rewrite-map.json");
+	const struct loupe_policy *p;
+	const struct loupe_policy_rewrite *rw;
+
+	cr_assert_eq(set->n_policies, 1);
+	cr_expect_eq(set->n_rules, 0);
+	cr_expect_eq(set->n_rewrites, 5);
+	cr_expect_eq(set->n_warnings, 0, "a policy with rewrites changes something");
+	p = &set->policies[0];
+	cr_expect_eq(p->priority, 50);
+	cr_expect_eq(p->n_rate_limits, 0);
+	cr_assert_eq(p->n_rewrites, 5);
+
+	rw = &p->rewrites[0];
+	cr_expect_str_eq(rw->name, "api-v4");
+	cr_expect_eq(rw->direction, LOUPE_POLICY_EGRESS);
+	cr_expect_eq(rw->actions, LOUPE_POLICY_RW_MAP);
+	cr_assert_eq(rw->match.n_cidrs, 1);
+	expect_cidr(&rw->match.cidrs[0], "198.18.5.5/32");
+	cr_assert_eq(rw->match.n_ports, 1);
+	expect_port(&rw->match.ports[0], LOUPE_POLICY_TCP, 80, 80);
+	cr_expect_eq(rw->match.l7, LOUPE_POLICY_L7_NONE);
+	expect_map_to(rw, AF_INET, "198.18.6.6", 8080);
+
+	rw = &p->rewrites[1];
+	cr_expect_str_eq(rw->name, "api-v6");
+	expect_cidr(&rw->match.cidrs[0], "fd00:198:18:5::5/128");
+	expect_map_to(rw, AF_INET6, "fd00:198:18:6::6", 8080);
+
+	rw = &p->rewrites[2];
+	cr_expect_str_eq(rw->name, "dns-v4");
+	expect_port(&rw->match.ports[0], LOUPE_POLICY_UDP, 53, 53);
+	expect_map_to(rw, AF_INET, "198.18.6.53", 0); /* the port is kept */
+
+	rw = &p->rewrites[3];
+	cr_expect_str_eq(rw->name, "bulk");
+	cr_expect_eq(rw->actions, LOUPE_POLICY_RW_DSCP | LOUPE_POLICY_RW_VLAN_PUSH);
+	cr_expect_eq(rw->dscp, 8);
+	cr_expect_eq(rw->vlan_id, 100);
+	cr_expect_eq(rw->match.n_cidrs, 2);
+	cr_expect_eq(rw->match.n_ports, 0);
+
+	rw = &p->rewrites[4];
+	cr_expect_str_eq(rw->name, "untag");
+	cr_expect_eq(rw->actions, LOUPE_POLICY_RW_VLAN_POP);
+	cr_expect_eq(rw->vlan_id, 0);
+	loupe_policy_set_free(set);
+}
+
+Test(policy, mask_api_keys_example)
+{
+	static const char *const headers[] = { "authorization", "x-api-key", "api-key",
+					       "anthropic-api-key" };
+	struct loupe_policy_set *set = load_ok(GOOD_DIR "/mask-api-keys.json");
+	const struct loupe_policy *p;
+	const struct loupe_policy_rewrite *rw;
+
+	cr_assert_eq(set->n_policies, 1);
+	cr_expect_eq(set->n_rules, 1);
+	cr_expect_eq(set->n_rewrites, 1);
+	cr_expect_eq(set->n_warnings, 0);
+	p = &set->policies[0];
+	cr_expect_str_eq(p->rules[0].name, "gateway-audit");
+	cr_assert_eq(p->n_rewrites, 1);
+	rw = &p->rewrites[0];
+	cr_expect_str_eq(rw->name, "llm-gateway-keys");
+	cr_expect_eq(rw->actions, LOUPE_POLICY_RW_MASK);
+	expect_cidr(&rw->match.cidrs[0], "10.96.40.0/24");
+	expect_port(&rw->match.ports[0], LOUPE_POLICY_TCP, 8080, 8080);
+	cr_assert_eq(rw->n_mask_headers, ARRAY_SIZE(headers));
+	for (size_t i = 0; i < ARRAY_SIZE(headers); i++)
+		cr_expect_str_eq(rw->mask_headers[i], headers[i], "stored lower case, in order");
+	loupe_policy_set_free(set);
+}
+
+Test(policy, rate_limit_example)
+{
+	struct loupe_policy_set *set = load_ok(GOOD_DIR "/rate-limit.json");
+	const struct loupe_policy *p;
+
+	cr_assert_eq(set->n_policies, 1);
+	cr_expect_eq(set->n_warnings, 0);
+	p = &set->policies[0];
+	cr_expect_str_eq(p->name, "rate-limit-batch");
+	cr_assert_eq(p->n_rate_limits, 2);
+	cr_expect_eq(p->rate_limits[0].direction, LOUPE_POLICY_EGRESS);
+	cr_expect_eq(p->rate_limits[0].bytes_per_sec, 1250000, "10 Mbit/s");
+	cr_expect_eq(p->rate_limits[0].burst, 125000, "default: a tenth of a second");
+	cr_expect_eq(p->rate_limits[1].direction, LOUPE_POLICY_INGRESS);
+	cr_expect_eq(p->rate_limits[1].bytes_per_sec, 12500000);
+	cr_expect_eq(p->rate_limits[1].burst, 1000000);
+	loupe_policy_set_free(set);
+}
+
+Test(policy, rewrites_refused)
+{
+	static const struct {
+		const char *rewrite, *path, *word;
+	} rows[] = {
+		/* the entry */
+		{ "7", "", "object" },
+		{ "{'direction':'egress','match':{},'setDscp':1}", ".name", "missing" },
+		{ "{'name':'A_b','direction':'egress','match':{},'setDscp':1}", ".name",
+		  "DNS-1123" },
+		{ "{'name':'a','match':{},'setDscp':1}", ".direction", "missing" },
+		{ "{'name':'a','direction':'out','match':{},'setDscp':1}", ".direction",
+		  "not one of egress, ingress" },
+		{ "{'name':'a','direction':'egress','setDscp':1}", ".match", "missing" },
+		{ "{'name':'a','direction':'egress','match':{}}", "", "at least one action" },
+		{ "{'name':'a','direction':'egress','match':{},'action':'allow'}", ".action",
+		  "unknown" },
+		{ "{'name':'a','direction':'egress','match':{},'setdscp':1}", ".setdscp",
+		  "did you mean \"setDscp\"" },
+		/* the match: cidrs and ports, nothing of L7 */
+		{ "{'name':'a','direction':'egress','match':{'http':{}},'setDscp':1}",
+		  ".match.http", "first packet" },
+		{ "{'name':'a','direction':'egress','match':{'tls':{'sni':['x.io']}},'setDscp':1}",
+		  ".match.tls", "ClientHello" },
+		{ "{'name':'a','direction':'egress','match':{'dns':{}},'setDscp':1}", ".match.dns",
+		  "DNS query" },
+		{ "{'name':'a','direction':'egress','match':{'hosts':[]},'setDscp':1}",
+		  ".match.hosts", "the fields here are cidrs, ports" },
+		{ "{'name':'a','direction':'egress','match':[],'setDscp':1}", ".match", "object" },
+		{ "{'name':'a','direction':'egress','match':{'cidrs':['10.0.0.1/8']},'setDscp':1}",
+		  ".match.cidrs[0]", "past the prefix length" },
+		{ "{'name':'a','direction':'egress','match':{'ports':[{'port':0}]},'setDscp':1}",
+		  ".match.ports[0].port", "out of range" },
+		/* mapTo */
+		{ "{'name':'a','direction':'egress','match':{},'mapTo':'10.0.0.1'}", ".mapTo",
+		  "object" },
+		{ "{'name':'a','direction':'egress','match':{},'mapTo':{}}", ".mapTo.address",
+		  "missing" },
+		{ "{'name':'a','direction':'egress','match':{},'mapTo':{'address':10}}",
+		  ".mapTo.address", "string" },
+		{ "{'name':'a','direction':'egress','match':{},'mapTo':{'address':'example.com'}}",
+		  ".mapTo.address", "not an IPv4 or IPv6 address" },
+		{ "{'name':'a','direction':'egress','match':{},'mapTo':{'address':''}}",
+		  ".mapTo.address", "not an IPv4 or IPv6 address" },
+		{ "{'name':'a','direction':'egress','match':{},'mapTo':{'address':'10.0.0.01'}}",
+		  ".mapTo.address", "not an IPv4 or IPv6 address" },
+		{ "{'name':'a','direction':'egress','match':{},'mapTo':{'address':'fe80::1%eth0'}}",
+		  ".mapTo.address", "not an IPv4 or IPv6 address" },
+		{ "{'name':'a','direction':'egress','match':{},'mapTo':{'address':'10.0.0.0/8'}}",
+		  ".mapTo.address", "is a prefix" },
+		{ "{'name':'a','direction':'egress','match':{},'mapTo':{'address':'10.0.0.1/32'}}",
+		  ".mapTo.address", "is a prefix" },
+		{ "{'name':'a','direction':'egress','match':{},'mapTo':{'address':'0.0.0.0'}}",
+		  ".mapTo.address", "unspecified" },
+		{ "{'name':'a','direction':'egress','match':{},'mapTo':{'address':'::'}}",
+		  ".mapTo.address", "unspecified" },
+		{ "{'name':'a','direction':'egress','match':{},'mapTo':{'address':'224.0.0.251'}}",
+		  ".mapTo.address", "multicast" },
+		{ "{'name':'a','direction':'egress','match':{},'mapTo':{'address':'239.1.2.3'}}",
+		  ".mapTo.address", "multicast" },
+		{ "{'name':'a','direction':'egress','match':{},'mapTo':{'address':'ff05::2'}}",
+		  ".mapTo.address", "multicast" },
+		{ "{'name':'a','direction':'egress','match':{},'mapTo':{'address':'255.255.255.255'"
+		  "}}",
+		  ".mapTo.address", "broadcast" },
+		{ "{'name':'a','direction':'egress','match':{},'mapTo':{'address':'127.0.0.53'}}",
+		  ".mapTo.address", "loopback" },
+		{ "{'name':'a','direction':'egress','match':{},'mapTo':{'address':'::1'}}",
+		  ".mapTo.address", "loopback" },
+		{ "{'name':'a','direction':'egress','match':{},'mapTo':{'address':'::ffff:10.0.0.1'"
+		  "}}",
+		  ".mapTo.address", "IPv4-mapped" },
+		{ "{'name':'a','direction':'egress','match':{},'mapTo':{'address':'10.0.0.1',"
+		  "'port':65536}}",
+		  ".mapTo.port", "out of range 1..65535" },
+		{ "{'name':'a','direction':'egress','match':{},'mapTo':{'address':'10.0.0.1',"
+		  "'port':'80'}}",
+		  ".mapTo.port", "number" },
+		{ "{'name':'a','direction':'egress','match':{},'mapTo':{'address':'10.0.0.1',"
+		  "'host':'x'}}",
+		  ".mapTo.host", "unknown" },
+		{ "{'name':'a','direction':'ingress','match':{},'mapTo':{'address':'10.0.0.1'}}",
+		  ".mapTo", "egress" },
+		{ "{'name':'a','direction':'egress','match':{'ports':[{'protocol':'ICMP'}]},"
+		  "'mapTo':{'address':'10.0.0.1','port':80}}",
+		  ".mapTo.port", "ICMP" },
+		{ "{'name':'a','direction':'egress','match':{'cidrs':['fd00::/8']},"
+		  "'mapTo':{'address':'10.0.0.1'}}",
+		  ".mapTo.address", "only IPv6 prefixes" },
+		{ "{'name':'a','direction':'egress','match':{'ports':[{'protocol':'ICMP'}]},"
+		  "'mapTo':{'address':'10.0.0.1'}}",
+		  ".mapTo", "TCP and UDP" },
+		/* setDscp */
+		{ "{'name':'a','direction':'egress','match':{},'setDscp':64}", ".setDscp",
+		  "out of range 0..63" },
+		{ "{'name':'a','direction':'egress','match':{},'setDscp':-1}", ".setDscp",
+		  "out of range 0..63" },
+		{ "{'name':'a','direction':'egress','match':{},'setDscp':1.5}", ".setDscp",
+		  "whole number" },
+		{ "{'name':'a','direction':'egress','match':{},'setDscp':'EF'}", ".setDscp",
+		  "number" },
+		/* vlan */
+		{ "{'name':'a','direction':'egress','match':{},'vlan':{}}", ".vlan", "missing" },
+		{ "{'name':'a','direction':'egress','match':{},'vlan':100}", ".vlan", "object" },
+		{ "{'name':'a','direction':'egress','match':{},'vlan':{'push':0}}", ".vlan.push",
+		  "out of range 1..4094" },
+		{ "{'name':'a','direction':'egress','match':{},'vlan':{'push':4095}}", ".vlan.push",
+		  "out of range 1..4094" },
+		{ "{'name':'a','direction':'egress','match':{},'vlan':{'pop':1}}", ".vlan.pop",
+		  "true is expected" },
+		{ "{'name':'a','direction':'egress','match':{},'vlan':{'pop':false}}", ".vlan.pop",
+		  "pops nothing" },
+		{ "{'name':'a','direction':'egress','match':{},'vlan':{'push':5,'pop':true}}",
+		  ".vlan", "push and pop" },
+		{ "{'name':'a','direction':'egress','match':{},'vlan':{'id':5}}", ".vlan.id",
+		  "unknown" },
+		/* http */
+		{ "{'name':'a','direction':'egress','match':{},'http':{}}", ".http.maskHeaders",
+		  "missing" },
+		{ "{'name':'a','direction':'egress','match':{},'http':{'mask':['a']}}",
+		  ".http.mask", "unknown" },
+		{ "{'name':'a','direction':'egress','match':{},'http':{'maskHeaders':[]}}",
+		  ".http.maskHeaders", "empty list" },
+		{ "{'name':'a','direction':'egress','match':{},'http':{'maskHeaders':'a'}}",
+		  ".http.maskHeaders", "array" },
+		{ "{'name':'a','direction':'egress','match':{},'http':{'maskHeaders':['a',7]}}",
+		  ".http.maskHeaders[1]", "string" },
+		{ "{'name':'a','direction':'egress','match':{},'http':{'maskHeaders':['']}}",
+		  ".http.maskHeaders[0]", "empty header name" },
+		{ "{'name':'a','direction':'egress','match':{},'http':{'maskHeaders':['x api']}}",
+		  ".http.maskHeaders[0]", "not a header name" },
+		{ "{'name':'a','direction':'egress','match':{},'http':{'maskHeaders':['x\\u00e9']}"
+		  "}",
+		  ".http.maskHeaders[0]", "not a header name" },
+		{ "{'name':'a','direction':'egress','match':{},'http':{'maskHeaders':['a(b)']}}",
+		  ".http.maskHeaders[0]", "not a header name" },
+		{ "{'name':'a','direction':'egress','match':{},"
+		  "'http':{'maskHeaders':['X-Key','x-KEY']}}",
+		  ".http.maskHeaders[1]", "also maskHeaders[0]" },
+		{ "{'name':'a','direction':'egress','match':{},"
+		  "'http':{'maskHeaders':['a','b','c','d','e','f','g','h','i']}}",
+		  ".http.maskHeaders", "at most 8" },
+		{ "{'name':'a','direction':'egress','match':{'ports':[{'protocol':'ICMP'},"
+		  "{'port':53,'protocol':'UDP'}]},'http':{'maskHeaders':['a']}}",
+		  ".http", "no TCP entry" },
+	};
+	char name65[80], *rw;
+
+	for (size_t i = 0; i < ARRAY_SIZE(rows); i++)
+		expect_rewrite_refused(rows[i].rewrite, rows[i].path, rows[i].word);
+
+	/* a name of 64 characters is one too many */
+	memset(name65, 'h', 65);
+	name65[65] = '\0';
+	cr_assert(asprintf(&rw,
+			   "{'name':'a','direction':'egress','match':{},'http':{'maskHeaders':"
+			   "['%.64s','x%s']}}",
+			   name65, name65) > 0);
+	expect_rewrite_refused(rw, ".http.maskHeaders[1]", "longer than 64");
+	free(rw);
+}
+
+Test(policy, rewrites_accepted)
+{
+	struct loupe_policy_set set;
+	const struct loupe_policy_rewrite *rw;
+	struct loupe_policy_error e;
+	char *json;
+
+	/* every action in one entry, the address in its canonical form */
+	rw = rewrite_ok("{'name':'all','direction':'egress','match':{'cidrs':['10.0.0.0/8',"
+			"'2001:db8::/32'],'ports':[{'port':80},{'port':53,'protocol':'UDP'}]},"
+			"'mapTo':{'address':'2001:DB8:0::6','port':1},'setDscp':63,"
+			"'vlan':{'push':4094},'http':{'maskHeaders':['X-Custom_Token.v2',"
+			"'!#$%&*+-.^_`|~']}}",
+			&set);
+	cr_expect_eq(rw->actions, LOUPE_POLICY_RW_MAP | LOUPE_POLICY_RW_DSCP |
+					  LOUPE_POLICY_RW_VLAN_PUSH | LOUPE_POLICY_RW_MASK);
+	expect_map_to(rw, AF_INET6, "2001:db8::6", 1);
+	cr_expect_eq(rw->dscp, 63);
+	cr_expect_eq(rw->vlan_id, 4094);
+	cr_assert_eq(rw->n_mask_headers, 2);
+	cr_expect_str_eq(rw->mask_headers[0], "x-custom_token.v2");
+	cr_expect_str_eq(rw->mask_headers[1], "!#$%&*+-.^_`|~");
+	cr_expect_eq(set.n_rewrites, 1);
+	loupe_policy_set_clear(&set);
+
+	/* an apostrophe is a token character too (written here without the ' -> " trick) */
+	json = strdup("{\"apiVersion\":\"loupe.dev/v1\",\"kind\":\"Policy\",\"metadata\":"
+		      "{\"name\":\"p\"},\"spec\":{\"podSelector\":{},\"rewrites\":[{\"name\":\"a\","
+		      "\"direction\":\"ingress\",\"match\":{},\"http\":{\"maskHeaders\":"
+		      "[\"it's\"]}}]}}");
+	cr_assert_eq(parse_str(json, &set, &e), 0, "%s: %s", e.path, e.message);
+	cr_expect_str_eq(set.policies[0].rewrites[0].mask_headers[0], "it's");
+	cr_expect_eq(set.policies[0].rewrites[0].direction, LOUPE_POLICY_INGRESS);
+	cr_expect_eq(set.n_warnings, 0, "rewrites alone change something");
+	loupe_policy_set_clear(&set);
+	free(json);
+
+	/* DSCP 0 is an action (best effort); ICMP beside TCP with mapTo without a port (its
+	 * ICMP flows keep their address); both families */
+	rw = rewrite_ok("{'name':'a','direction':'egress','match':{'cidrs':['10.0.0.0/8',"
+			"'fd00::/8'],'ports':[{'protocol':'ICMP'},{'port':80}]},'mapTo':"
+			"{'address':'10.9.9.9'},'setDscp':0}",
+			&set);
+	cr_expect_eq(rw->actions, LOUPE_POLICY_RW_MAP | LOUPE_POLICY_RW_DSCP);
+	expect_map_to(rw, AF_INET, "10.9.9.9", 0);
+	cr_expect_eq(rw->dscp, 0);
+	loupe_policy_set_clear(&set);
+
+	/* masking needs a TCP entry, not only TCP entries */
+	rw = rewrite_ok("{'name':'a','direction':'egress','match':{'ports':[{'port':53,"
+			"'protocol':'UDP'},{'port':8080}]},'http':{'maskHeaders':['a']}}",
+			&set);
+	cr_expect_eq(rw->actions, LOUPE_POLICY_RW_MASK);
+	loupe_policy_set_clear(&set);
+
+	/* the largest address of the unicast space, and a pop */
+	rw = rewrite_ok("{'name':'a','direction':'egress','match':{},'mapTo':{'address':"
+			"'223.255.255.254','port':65535},'vlan':{'pop':true}}",
+			&set);
+	expect_map_to(rw, AF_INET, "223.255.255.254", 65535);
+	cr_expect_eq(rw->actions, LOUPE_POLICY_RW_MAP | LOUPE_POLICY_RW_VLAN_POP);
+	loupe_policy_set_clear(&set);
+
+	/* an empty list is no rewrite */
+	json = policy_with("", NULL);
+	cr_assert_eq(parse_str(json, &set, &e), 0, "%s: %s", e.path, e.message);
+	cr_expect_eq(set.policies[0].n_rewrites, 0);
+	cr_expect_eq(set.n_rewrites, 0);
+	loupe_policy_set_clear(&set);
+	free(json);
+}
+
+Test(policy, rewrite_names_and_limits)
+{
+	struct loupe_policy_set set = LOUPE_POLICY_SET_INIT;
+	struct loupe_policy_error e;
+	char *json, *list = NULL, *doc = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	/* one namespace with the rules */
+	json = policy_with("{'name':'web','direction':'egress','match':{},'setDscp':1}", NULL);
+	expect_refused(json, "spec.rewrites[0].name", "also the name of rules[0]");
+	free(json);
+	json = policy_with("{'name':'a','direction':'egress','match':{},'setDscp':1},"
+			   "{'name':'a','direction':'ingress','match':{},'setDscp':2}",
+			   NULL);
+	expect_refused(json, "spec.rewrites[1].name", "also the name of rewrites[0]");
+	free(json);
+	json = strdup("{\"apiVersion\":\"loupe.dev/v1\",\"kind\":\"Policy\",\"metadata\":"
+		      "{\"name\":\"p\"},\"spec\":{\"podSelector\":{},\"rewrites\":{}}}");
+	expect_refused(json, "spec.rewrites", "array");
+	free(json);
+
+	/* 64 rewrites in a policy, not 65 */
+	for (int n = 64; n <= 65; n++) {
+		f = open_memstream(&list, &len);
+		cr_assert_not_null(f);
+		for (int i = 0; i < n; i++)
+			fprintf(f,
+				"%s{'name':'r%d','direction':'egress','match':{'ports':[{'port':%d}"
+				"]},"
+				"'setDscp':%d}",
+				i ? "," : "", i, i + 1, i % 64);
+		fclose(f);
+		json = policy_with(list, NULL);
+		if (n == 64) {
+			cr_expect_eq(parse_str(json, &set, &e), 0, "%s: %s", e.path, e.message);
+			cr_expect_eq(set.n_rewrites, 64);
+			loupe_policy_set_clear(&set);
+		} else {
+			expect_refused(json, "spec.rewrites", "at most 64");
+		}
+		free(json);
+		free(list);
+		list = NULL;
+	}
+
+	/* 256 in a set, not 257: four policies of 64, then one more, in one text or two */
+	f = open_memstream(&doc, &len);
+	cr_assert_not_null(f);
+	fputc('[', f);
+	for (int p = 0; p < 5; p++) {
+		fprintf(f,
+			"%s{'apiVersion':'loupe.dev/v1','kind':'Policy','metadata':{'name':'p%d'},"
+			"'spec':{'podSelector':{},'rewrites':[",
+			p ? "," : "", p);
+		for (int i = 0; i < (p < 4 ? 64 : 1); i++)
+			fprintf(f, "%s{'name':'r%d','direction':'egress','match':{},'setDscp':1}",
+				i ? "," : "", i);
+		fputs("]}}", f);
+	}
+	fputc(']', f);
+	fclose(f);
+	for (char *p = doc; *p; p++)
+		if (*p == '\'')
+			*p = '"';
+	expect_refused(doc, "[4].spec.rewrites", "at most 256");
+	/* the first four alone: the whole set's room */
+	*strstr(doc, ",{\"apiVersion\":\"loupe.dev/v1\",\"kind\":\"Policy\",\"metadata\":"
+		     "{\"name\":\"p4\"}") = '\0';
+	strcat(doc, "]");
+	cr_assert_eq(parse_str(doc, &set, &e), 0, "%s: %s", e.path, e.message);
+	cr_expect_eq(set.n_rewrites, 256);
+	json = policy_with("{'name':'one-more','direction':'egress','match':{},'setDscp':1}", NULL);
+	cr_expect_eq(loupe_policy_parse(json, strlen(json), "more.json", &set, &e), -EINVAL);
+	cr_expect_str_eq(e.path, "spec.rewrites");
+	cr_expect_not_null(strstr(e.message, "257 rewrites"), "%s", e.message);
+	cr_expect_eq(set.n_rewrites, 256, "a refused text changes nothing");
+	loupe_policy_set_clear(&set);
+	free(json);
+	free(doc);
+}
+
+Test(policy, rewrite_warnings)
+{
+	struct loupe_policy_set set;
+	struct loupe_policy_error e;
+	char *json;
+
+	/* an entry after one that fits every flow of its direction is never used */
+	json = policy_with("{'name':'all','direction':'egress','match':{},'setDscp':1},"
+			   "{'name':'in','direction':'ingress','match':{'cidrs':['10.0.0.0/8']},"
+			   "'setDscp':2},"
+			   "{'name':'hidden','direction':'egress','match':{'cidrs':['10.0.0.0/8']},"
+			   "'setDscp':3}",
+			   NULL);
+	cr_assert_eq(parse_str(json, &set, &e), 0, "%s", e.message);
+	cr_assert_eq(set.n_warnings, 1);
+	cr_expect_str_eq(set.warnings[0].path, "spec.rewrites[2]");
+	cr_expect_not_null(strstr(set.warnings[0].message, "never applies"));
+	cr_expect_not_null(strstr(set.warnings[0].message, "\"all\""));
+	cr_expect_gt(set.warnings[0].line, 0);
+	loupe_policy_set_clear(&set);
+	free(json);
+
+	/* a burst smaller than a GSO packet: valid, said */
+	json = policy_with(NULL, "{'direction':'egress','bytesPerSecond':125000,'burst':1500}");
+	cr_assert_eq(parse_str(json, &set, &e), 0, "%s", e.message);
+	cr_assert_eq(set.n_warnings, 1);
+	cr_expect_str_eq(set.warnings[0].path, "spec.rateLimits[0].burst");
+	cr_expect_not_null(strstr(set.warnings[0].message, "GSO"), "%s", set.warnings[0].message);
+	cr_expect_eq(set.policies[0].rate_limits[0].burst, 1500);
+	loupe_policy_set_clear(&set);
+	free(json);
+
+	/* a policy with only a rate limit changes something */
+	json = strdup(
+		"{\"apiVersion\":\"loupe.dev/v1\",\"kind\":\"Policy\",\"metadata\":"
+		"{\"name\":\"p\"},\"spec\":{\"podSelector\":{},\"rateLimits\":[{\"direction\":"
+		"\"egress\",\"bytesPerSecond\":1000}]}}");
+	cr_assert_eq(parse_str(json, &set, &e), 0, "%s", e.message);
+	cr_expect_eq(set.n_warnings, 0);
+	loupe_policy_set_clear(&set);
+	free(json);
+}
+
+Test(policy, rate_limits)
+{
+	static const struct {
+		uint64_t rate, burst;
+	} defaults[] = {
+		{ 1, LOUPE_POLICY_BURST_MIN_DEFAULT },
+		{ 655360, LOUPE_POLICY_BURST_MIN_DEFAULT }, /* a tenth is 64 KiB exactly */
+		{ 655370, 65537 },
+		{ 1250000, 125000 },
+		{ 42949672960ULL, LOUPE_POLICY_BURST_MAX }, /* a tenth is 2^32 exactly */
+		{ LOUPE_POLICY_RATE_MAX, LOUPE_POLICY_BURST_MAX },
+	};
+	struct loupe_policy_set set;
+	struct loupe_policy_error e;
+	char rates[256], *json;
+
+	for (size_t i = 0; i < ARRAY_SIZE(defaults); i++) {
+		snprintf(rates, sizeof(rates), "{'direction':'ingress','bytesPerSecond':%llu}",
+			 (unsigned long long)defaults[i].rate);
+		json = policy_with(NULL, rates);
+		cr_assert_eq(parse_str(json, &set, &e), 0, "%s: %s: %s", rates, e.path, e.message);
+		cr_assert_eq(set.policies[0].n_rate_limits, 1);
+		cr_expect_eq(set.policies[0].rate_limits[0].direction, LOUPE_POLICY_INGRESS);
+		cr_expect_eq(set.policies[0].rate_limits[0].bytes_per_sec, defaults[i].rate);
+		cr_expect_eq(set.policies[0].rate_limits[0].burst, defaults[i].burst,
+			     "rate %llu: burst %llu, want %llu",
+			     (unsigned long long)defaults[i].rate,
+			     (unsigned long long)set.policies[0].rate_limits[0].burst,
+			     (unsigned long long)defaults[i].burst);
+		cr_expect_eq(set.n_warnings, 0);
+		loupe_policy_set_clear(&set);
+		free(json);
+	}
+
+	/* the largest burst; both directions, in the order written */
+	json = policy_with(NULL, "{'direction':'ingress','bytesPerSecond':1000,'burst':4294967296},"
+				 "{'direction':'egress','bytesPerSecond':2000,'burst':65536}");
+	cr_assert_eq(parse_str(json, &set, &e), 0, "%s: %s", e.path, e.message);
+	cr_assert_eq(set.policies[0].n_rate_limits, 2);
+	cr_expect_eq(set.policies[0].rate_limits[0].burst, LOUPE_POLICY_BURST_MAX);
+	cr_expect_eq(set.policies[0].rate_limits[1].direction, LOUPE_POLICY_EGRESS);
+	cr_expect_eq(set.policies[0].rate_limits[1].burst, 65536);
+	loupe_policy_set_clear(&set);
+	free(json);
+
+	expect_rate_refused("7", "[0]", "object");
+	expect_rate_refused("{'bytesPerSecond':1}", "[0].direction", "missing");
+	expect_rate_refused("{'direction':'both','bytesPerSecond':1}", "[0].direction",
+			    "not one of egress, ingress");
+	expect_rate_refused("{'direction':'egress'}", "[0].bytesPerSecond", "missing");
+	expect_rate_refused("{'direction':'egress','bytesPerSecond':0}", "[0].bytesPerSecond",
+			    "out of range");
+	expect_rate_refused("{'direction':'egress','bytesPerSecond':1099511627777}",
+			    "[0].bytesPerSecond", "out of range 1..1099511627776");
+	expect_rate_refused("{'direction':'egress','bytesPerSecond':1e6}", "[0].bytesPerSecond",
+			    "whole number");
+	expect_rate_refused("{'direction':'egress','bytesPerSecond':99999999999999999999}",
+			    "[0].bytesPerSecond", "out of range");
+	expect_rate_refused("{'direction':'egress','bytesPerSecond':1,'burst':0}", "[0].burst",
+			    "out of range 1..4294967296");
+	expect_rate_refused("{'direction':'egress','bytesPerSecond':1,'burst':4294967297}",
+			    "[0].burst", "out of range");
+	expect_rate_refused("{'direction':'egress','bytesPerSecond':1,'Burst':1}", "[0].Burst",
+			    "did you mean \"burst\"");
+	expect_rate_refused("{'direction':'egress','bytesPerSecond':1},"
+			    "{'direction':'egress','bytesPerSecond':2}",
+			    "[1].direction", "also for egress");
+	expect_rate_refused("{'direction':'egress','bytesPerSecond':1},"
+			    "{'direction':'ingress','bytesPerSecond':2},"
+			    "{'direction':'ingress','bytesPerSecond':3}",
+			    "", "one per direction");
+	json = strdup("{\"apiVersion\":\"loupe.dev/v1\",\"kind\":\"Policy\",\"metadata\":"
+		      "{\"name\":\"p\"},\"spec\":{\"podSelector\":{},\"rateLimits\":{}}}");
+	expect_refused(json, "spec.rateLimits", "array");
+	free(json);
+}
+
+/* The normalised form: every field of a rewrite and a limit, back to the same structs. */
+Test(policy, rewrite_json)
+{
+	struct loupe_policy_set set, again;
+	struct loupe_policy_error e;
+	char *json, *a, *b;
+
+	json = policy_with("{'name':'m','direction':'egress','match':{'cidrs':['10.0.0.0/8'],"
+			   "'ports':[{'port':80}]},'mapTo':{'address':'10.1.1.1','port':8080},"
+			   "'setDscp':46,'vlan':{'pop':true},'http':{'maskHeaders':['X-Api-Key']}},"
+			   "{'name':'n','direction':'ingress','match':{},'vlan':{'push':7}}",
+			   "{'direction':'egress','bytesPerSecond':1000}");
+	cr_assert_eq(parse_str(json, &set, &e), 0, "%s: %s", e.path, e.message);
+	a = loupe_policy_set_to_json(&set);
+	cr_assert_not_null(a);
+	cr_expect_not_null(strstr(a, "\"mapTo\": {"), "%s", a);
+	cr_expect_not_null(strstr(a, "\"address\": \"10.1.1.1\""), "%s", a);
+	cr_expect_not_null(strstr(a, "\"setDscp\": 46"), "%s", a);
+	cr_expect_not_null(strstr(a, "\"pop\": true"), "%s", a);
+	cr_expect_not_null(strstr(a, "\"push\": 7"), "%s", a);
+	cr_expect_not_null(strstr(a, "\"x-api-key\""), "%s", a);
+	cr_expect_not_null(strstr(a, "\"burst\": 65536"), "the default filled in: %s", a);
+	memset(&again, 0, sizeof(again));
+	cr_assert_eq(loupe_policy_parse(a, strlen(a), "test.json", &again, &e), 0, "%s: %s", e.path,
+		     e.message);
+	b = loupe_policy_set_to_json(&again);
+	cr_expect_str_eq(a, b);
+	cr_assert_eq(again.policies[0].n_rewrites, 2);
+	cr_expect_eq(again.policies[0].rewrites[0].actions, set.policies[0].rewrites[0].actions);
+	cr_expect_eq(again.policies[0].rewrites[0].map_to.port, 8080);
+	cr_expect_eq(again.policies[0].rate_limits[0].burst, 65536);
+	free(a);
+	free(b);
+	free(json);
+	loupe_policy_set_clear(&again);
+	loupe_policy_set_clear(&set);
+
+	/* a set without them prints as it did before: no empty lists */
+	json = policy_with(NULL, NULL);
+	cr_assert_eq(parse_str(json, &set, &e), 0, "%s: %s", e.path, e.message);
+	a = loupe_policy_set_to_json(&set);
+	cr_expect_null(strstr(a, "rewrites"), "%s", a);
+	cr_expect_null(strstr(a, "rateLimits"), "%s", a);
+	free(a);
+	free(json);
+	loupe_policy_set_clear(&set);
+}
+
 /* ------------------------------------------------------------------ limits */
 
 /* A policy named @name with @n rules "r0".."r<n-1>", as a malloc'd string. */
@@ -1236,7 +1888,7 @@ Test(policy, loupectl_check, .init = tmp_setup, .fini = tmp_teardown)
 	r = RUN(LOUPECTL, "policy", "check", (char *)good, (char *)bad, GOOD_DIR);
 	cr_expect_eq(r.status, 1);
 	cr_expect_not_null(strstr(r.out, "OK  " GOOD_DIR "/ai-egress.json: 2 policies"));
-	cr_expect_not_null(strstr(r.out, "OK  " GOOD_DIR ": 7 policies, 20 rules"));
+	cr_expect_not_null(strstr(r.out, "OK  " GOOD_DIR ": 10 policies, 21 rules"));
 	cr_expect_not_null(strstr(r.err, "spec.rules[0].action"));
 	/* the warning of normalise.json, which does not fail the check */
 	cr_expect_not_null(strstr(r.err, "warning: " GOOD_DIR "/normalise.json: items[0].spec"
@@ -1280,12 +1932,17 @@ Test(policy, loupectl_check, .init = tmp_setup, .fini = tmp_teardown)
 	cr_expect_not_null(strstr(r.err, "OK  "));
 	cr_assert_eq(loupe_policy_parse(r.out, strlen(r.out), "stdout", &set, &e), 0, "%s: %s",
 		     e.path, e.message);
-	cr_assert_eq(set.n_policies, 7);
+	cr_assert_eq(set.n_policies, 10);
 	cr_expect_str_eq(set.policies[0].name, "deny-metadata-and-smtp"); /* priority 5 */
 	cr_expect_str_eq(set.policies[1].name, "ai-egress-allowed");	  /* 10, by name */
 	cr_expect_str_eq(set.policies[2].name, "format-example");	  /* 10 */
 	cr_expect_str_eq(set.policies[3].name, "ai-egress-denied");	  /* 20 */
-	cr_expect_str_eq(set.policies[6].name, "audit-dns");		  /* 65535 */
+	cr_expect_str_eq(set.policies[4].name, "mask-api-keys");	  /* 40 */
+	cr_expect_str_eq(set.policies[5].name, "rewrite-map");		  /* 50 */
+	cr_expect_str_eq(set.policies[6].name, "rate-limit-batch");	  /* 60 */
+	cr_expect_str_eq(set.policies[9].name, "audit-dns");		  /* 65535 */
+	cr_expect_eq(set.n_rewrites, 6);
+	cr_expect_eq(set.policies[6].n_rate_limits, 2);
 	cr_expect_not_null(strstr(r.out, "\"/v1/\""), "slashes are not escaped");
 	loupe_policy_set_clear(&set);
 	loupe_proc_result_free(&r);

@@ -2,8 +2,9 @@
 /*
  * The policy compiler (policy_compile.c), without privileges: bit numbering, the entries of
  * every map with their folded values, port ranges, name and path keys, the limits, interface
- * globs; and the worked examples of docs/policy.md judged by a user-space mirror of the
- * datapath's lookups (bpf/lib/policy.h). Not for writing maps (tests/bpf/test_policy_apply.c).
+ * globs; rewrite bits and loupe_pol_rewrites entries, rate limits per pod; and the worked
+ * examples of docs/policy.md judged by a user-space mirror of the datapath's lookups
+ * (bpf/lib/policy.h). Not for writing maps (tests/bpf/test_policy_apply.c).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -339,15 +340,13 @@ struct flow {
 #define PENDING 0x10000
 #define NO_RULE -1
 
-/* What bpf/lib/policy.h's loupe_policy_judge() decides: the first fitting bit. */
-static int judge(const struct loupe_policy_compiled *c, const struct flow *f)
+/* The bits that fit a flow's interface, pod, peer, protocol and port. */
+static struct loupe_policy_bits first_packet_bits(const struct loupe_policy_compiled *c,
+						  const struct flow *f)
 {
 	bool v6 = strchr(f->pod, ':');
-	struct loupe_policy_bits cand, v, l7 = { 0 };
-	int bit = NO_RULE;
+	struct loupe_policy_bits cand, v;
 
-	if (!c->meta.n_bits)
-		return NO_RULE;
 	loupe_policy_compiled_iface_bits(c, f->ifname ? f->ifname : "veth0", &cand);
 	v = addr_bits(c, v6 ? LOUPE_POL_ADDR_POD6 : LOUPE_POL_ADDR_POD4, f->pod);
 	bits_and(&cand, &v);
@@ -355,6 +354,18 @@ static int judge(const struct loupe_policy_compiled *c, const struct flow *f)
 	bits_and(&cand, &v);
 	v = port_bits(c, f->dir, f->proto, f->port);
 	bits_and(&cand, &v);
+	return cand;
+}
+
+/* What bpf/lib/policy.h's loupe_policy_judge() decides: the first fitting rule bit. */
+static int judge(const struct loupe_policy_compiled *c, const struct flow *f)
+{
+	struct loupe_policy_bits cand, v, l7 = { 0 };
+	int bit = NO_RULE;
+
+	if (!c->meta.n_bits)
+		return NO_RULE;
+	cand = first_packet_bits(c, f);
 	if (f->l7 == L7_FIRST) {
 		if (f->proto != IPPROTO_TCP && f->proto != IPPROTO_UDP)
 			bits_and(&cand, &c->meta.l4_only);
@@ -379,7 +390,7 @@ static int judge(const struct loupe_policy_compiled *c, const struct flow *f)
 		bits_or(&l7, &c->meta.l4_only);
 		bits_and(&cand, &l7);
 	}
-	for (unsigned int i = 0; i < c->meta.n_bits; i++) {
+	for (unsigned int i = 0; i < c->meta.n_rule_bits; i++) {
 		if (loupe_policy_bit_test(&cand, i)) {
 			bit = (int)i;
 			break;
@@ -388,6 +399,36 @@ static int judge(const struct loupe_policy_compiled *c, const struct flow *f)
 	if (bit >= 0 && f->l7 == L7_FIRST && !loupe_policy_bit_test(&c->meta.l4_only, bit))
 		return bit | PENDING;
 	return bit;
+}
+
+/*
+ * The rewrite entry the datapath keeps for a flow (loupe/datapath.h, "Rewrites"): the first
+ * rewrite bit that fits its first packet, as an index from rewrite_base; -1 for none.
+ */
+static int pick_rewrite(const struct loupe_policy_compiled *c, const struct flow *f)
+{
+	struct loupe_policy_bits cand;
+
+	if (!c->meta.n_rewrites)
+		return -1;
+	cand = first_packet_bits(c, f);
+	for (unsigned int i = 0; i < c->meta.n_rewrites; i++)
+		if (loupe_policy_bit_test(&cand, c->meta.rewrite_base + i))
+			return (int)i;
+	return -1;
+}
+
+/* "policy/rewrite" of what pick_rewrite() returned, or "-". */
+static const char *picked(const struct loupe_policy_compiled *c, int r)
+{
+	static char buf[160];
+
+	if (r < 0)
+		return "-";
+	cr_assert_lt((unsigned int)r, c->meta.n_rewrites);
+	snprintf(buf, sizeof(buf), "%s/%s", c->bits[c->meta.rewrite_base + r].policy,
+		 c->bits[c->meta.rewrite_base + r].rule);
+	return buf;
 }
 
 /* "policy/rule" of what judge() returned, or "-" for none, "…+pending". */
@@ -558,6 +599,13 @@ Test(policy_compile, largest_set, .description = "the most the parser accepts fi
 				"%s{'name':'r%d','direction':'egress','match':"
 				"{'ports':[{'port':%d}]},'action':'deny'}",
 				i ? "," : "", i, i + 1);
+		/* and the most rewrites a set holds: 4 x 64 */
+		fputs("],'rewrites':[", f);
+		for (int i = 0; i < (p < 4 ? LOUPE_POLICY_REWRITES_MAX : 0); i++)
+			fprintf(f,
+				"%s{'name':'w%d','direction':'ingress','match':"
+				"{'ports':[{'port':%d}]},'setDscp':%d}",
+				i ? "," : "", i, 1000 + i, i % 64);
 		fputs("]}}", f);
 	}
 	fputs("]", f);
@@ -567,10 +615,18 @@ Test(policy_compile, largest_set, .description = "the most the parser accepts fi
 
 	r = loupe_policy_compile(set, 0, 1, &c, &e);
 	cr_assert_eq(r, 0, "%s", e.message);
-	cr_expect_eq(c->meta.n_bits, LOUPE_POLICY_SET_RULES_MAX + LOUPE_POLICY_SET_MAX);
+	cr_expect_eq(c->meta.n_rule_bits, LOUPE_POLICY_SET_RULES_MAX + LOUPE_POLICY_SET_MAX);
+	cr_expect_eq(c->meta.rewrite_base, c->meta.n_rule_bits);
+	cr_expect_eq(c->meta.n_rewrites, LOUPE_REWRITES_MAX);
+	cr_expect_eq(c->meta.n_bits, c->meta.n_rule_bits + LOUPE_REWRITES_MAX);
 	cr_expect_leq(c->meta.n_bits, LOUPE_POLICY_BITS);
 	cr_expect_str_eq(c->bits[LOUPE_POLICY_SET_RULES_MAX].policy, "p0000");
 	cr_expect(c->bits[LOUPE_POLICY_SET_RULES_MAX].is_default);
+	cr_expect_str_eq(c->bits[c->meta.rewrite_base].policy, "p0000");
+	cr_expect_str_eq(c->bits[c->meta.rewrite_base].rule, "w0");
+	cr_expect_str_eq(c->bits[c->meta.n_bits - 1].policy, "p0003");
+	cr_expect_str_eq(c->bits[c->meta.n_bits - 1].rule, "w63");
+	cr_expect_eq(c->rewrites[LOUPE_REWRITES_MAX - 1].dscp, 63);
 	loupe_policy_compiled_free(c);
 	loupe_policy_set_free(set);
 }
@@ -989,6 +1045,416 @@ Test(policy_compile, interface_globs, .description = "own bits only where a glob
 	loupe_policy_set_free(set);
 }
 
+/* ------------------------------------------------------------------ rewrites and rate limits */
+
+/* FNV-1a 64 of the lower-case names, computed apart from the code under test (Python). */
+#define FNV_EMPTY	      0xcbf29ce484222325ULL /* the offset basis */
+#define FNV_A		      0xaf63dc4c8601ec8cULL /* "a", FNV's own test vector */
+#define FNV_AUTHORIZATION     0xff974ce1fd18159eULL
+#define FNV_X_API_KEY	      0x414580a58be797ccULL
+#define FNV_API_KEY	      0x63aca50dcbe4f005ULL
+#define FNV_ANTHROPIC_API_KEY 0xec493d3e3cda32c0ULL
+
+/* Asserts no name or path entry holds a bit of @first..@first + @n - 1. */
+static void expect_bits_not_in_l7(const struct loupe_policy_compiled *c, unsigned int first,
+				  unsigned int n)
+{
+	const struct loupe_policy_entries *maps[] = { &c->names, &c->paths };
+
+	for (unsigned int bit = first; bit < first + n; bit++) {
+		for (size_t m = 0; m < ARRAY_SIZE(maps); m++)
+			for (size_t i = 0; i < maps[m]->n; i++)
+				cr_expect_not(loupe_policy_bit_test(&maps[m]->v[i].value, bit),
+					      "bit %u in %s entry %zu", bit, m ? "paths" : "names",
+					      i);
+		for (unsigned int m = 0; m < LOUPE_POLICY_METHODS; m++)
+			cr_expect_not(loupe_policy_bit_test(&c->methods[m], bit),
+				      "bit %u in method %u", bit, m);
+		cr_expect_not(loupe_policy_bit_test(&c->meta.l4_only, bit), "bit %u in l4_only",
+			      bit);
+		cr_expect_eq(c->meta.action[bit], 0, "bit %u has an action", bit);
+	}
+}
+
+Test(policy_compile, rewrite_bits_after_rules, .description = "rules, defaults, then rewrites")
+{
+	static const struct policy_text policies[] = {
+		{ "b", "{'priority':10,'podSelector':{},'defaultAction':'deny','rules':["
+		       "{'name':'b1','direction':'egress','match':{},'action':'allow'}],"
+		       "'rewrites':["
+		       "{'name':'bw1','direction':'egress','match':{'cidrs':['10.0.0.0/8']},"
+		       "'setDscp':1},"
+		       "{'name':'bw2','direction':'ingress','match':{'ports':[{'port':22}]},"
+		       "'vlan':{'push':5}}]}" },
+		{ "a", "{'priority':10,'podSelector':{'interfaces':['veth*']},'rules':["
+		       "{'name':'a1','direction':'egress','match':{'http':{}},'action':'audit'}],"
+		       "'rewrites':[{'name':'aw1','direction':'egress','match':{},"
+		       "'mapTo':{'address':'198.18.6.6','port':8080}}]}" },
+		{ "z",
+		  "{'priority':5,'podSelector':{'labels':{'app':'x'}},'rewrites':["
+		  "{'name':'zw','direction':'egress','match':{},'mapTo':{'address':'10.9.9.9'}}],"
+		  "'rateLimits':[{'direction':'egress','bytesPerSecond':1}]}" },
+		{ "c", "{'priority':20,'podSelector':{'cidrs':['10.244.0.0/16']},"
+		       "'rateLimits':[{'direction':'ingress','bytesPerSecond':1000}]}" },
+		{ NULL, NULL },
+	};
+	static const struct {
+		const char *policy, *name;
+		enum loupe_policy_bit_kind kind;
+		enum loupe_policy_action action;
+		uint8_t verdict;
+	} want[] = {
+		{ "a", "a1", LOUPE_POLICY_BIT_RULE, LOUPE_POLICY_ACTION_AUDIT,
+		  LOUPE_VERDICT_AUDIT },
+		{ "b", "b1", LOUPE_POLICY_BIT_RULE, LOUPE_POLICY_ACTION_ALLOW,
+		  LOUPE_VERDICT_ALLOW },
+		{ "b", "", LOUPE_POLICY_BIT_DEFAULT, LOUPE_POLICY_ACTION_DENY, LOUPE_VERDICT_DENY },
+		{ "z", "zw", LOUPE_POLICY_BIT_REWRITE, LOUPE_POLICY_ACTION_NONE, 0 },
+		{ "a", "aw1", LOUPE_POLICY_BIT_REWRITE, LOUPE_POLICY_ACTION_NONE, 0 },
+		{ "b", "bw1", LOUPE_POLICY_BIT_REWRITE, LOUPE_POLICY_ACTION_NONE, 0 },
+		{ "b", "bw2", LOUPE_POLICY_BIT_REWRITE, LOUPE_POLICY_ACTION_NONE, 0 },
+	};
+	struct loupe_policy_set *set = parse_set(policies);
+	struct loupe_policy_compiled *c = compile(set);
+	const char *pod = "10.244.1.1";
+	struct {
+		const char *sentence;
+		struct flow f;
+		const char *want;
+	} rows[] = {
+		{ "veth: a's entry first (a before b by name)",
+		  { .ifname = "veth3",
+		    .pod = pod,
+		    .peer = "10.1.1.1",
+		    .proto = IPPROTO_TCP,
+		    .port = 443 },
+		  "a/aw1" },
+		{ "eth: a does not select it",
+		  { .ifname = "eth3",
+		    .pod = pod,
+		    .peer = "10.1.1.1",
+		    .proto = IPPROTO_UDP,
+		    .port = 53 },
+		  "b/bw1" },
+		{ "eth, a peer outside bw1's cidrs",
+		  { .ifname = "eth3",
+		    .pod = pod,
+		    .peer = "11.0.0.1",
+		    .proto = IPPROTO_TCP,
+		    .port = 443 },
+		  "-" },
+		{ "eth, IPv6: bw1's cidrs are IPv4",
+		  { .ifname = "eth3",
+		    .pod = "fd00::1",
+		    .peer = "2001:db8::1",
+		    .proto = IPPROTO_TCP,
+		    .port = 443 },
+		  "-" },
+		{ "veth, IPv6: aw1 fits (the datapath maps only its own family)",
+		  { .ifname = "veth3",
+		    .pod = "fd00::1",
+		    .peer = "2001:db8::1",
+		    .proto = IPPROTO_TCP,
+		    .port = 443 },
+		  "a/aw1" },
+		{ "ingress to port 22",
+		  { .ifname = "veth3",
+		    .pod = pod,
+		    .peer = "11.0.0.1",
+		    .dir = LOUPE_DIR_POD_INGRESS,
+		    .proto = IPPROTO_TCP,
+		    .port = 22 },
+		  "b/bw2" },
+		{ "ingress to port 23",
+		  { .ifname = "veth3",
+		    .pod = pod,
+		    .peer = "11.0.0.1",
+		    .dir = LOUPE_DIR_POD_INGRESS,
+		    .proto = IPPROTO_TCP,
+		    .port = 23 },
+		  "-" },
+		{ "ICMP egress on eth to 10/8",
+		  { .ifname = "eth3", .pod = pod, .peer = "10.2.2.2", .proto = IPPROTO_ICMP },
+		  "b/bw1" },
+	};
+	struct loupe_policy_bits ifb;
+
+	cr_assert_eq(c->meta.n_bits, ARRAY_SIZE(want));
+	cr_expect_eq(c->meta.n_rule_bits, 3);
+	cr_expect_eq(c->meta.rewrite_base, 3);
+	cr_expect_eq(c->meta.n_rewrites, 4);
+	for (size_t i = 0; i < ARRAY_SIZE(want); i++) {
+		cr_expect_str_eq(c->bits[i].policy, want[i].policy, "bit %zu", i);
+		cr_expect_str_eq(c->bits[i].rule, want[i].name, "bit %zu", i);
+		cr_expect_eq(c->bits[i].kind, want[i].kind, "bit %zu", i);
+		cr_expect_eq(c->bits[i].is_default, want[i].kind == LOUPE_POLICY_BIT_DEFAULT,
+			     "bit %zu", i);
+		cr_expect_eq(c->bits[i].action, want[i].action, "bit %zu", i);
+		cr_expect_eq(c->meta.action[i], want[i].verdict, "bit %zu", i);
+	}
+	/* the rewrites' entries in the same order, each pointing at what it was compiled from */
+	for (unsigned int i = 0; i < c->meta.n_rewrites; i++)
+		cr_expect_str_eq(c->rewrite_src[i]->name, want[3 + i].name, "rewrite %u", i);
+
+	/* selection like the rules of their policy; matching like a rule without L7 */
+	expect_bits(c->meta.any_iface, "1,2,5,6", "b's bits; a selects by name, z nothing");
+	cr_expect(loupe_policy_compiled_iface_bits(c, "veth0", &ifb));
+	expect_bits(ifb, "0,1,2,4,5,6");
+	cr_expect_not(loupe_policy_compiled_iface_bits(c, "eth0", &ifb));
+	expect_bits(c->meta.l4_only, "1,2", "a rewrite is no first-packet verdict");
+	expect_bits_not_in_l7(c, 3, 4);
+	expect_bit_nowhere(c, 3);
+	for (unsigned int m = 0; m < LOUPE_POLICY_METHODS; m++)
+		expect_bits(c->methods[m], "0", "method %u", m);
+	expect_bits(addr_bits(c, LOUPE_POL_ADDR_POD4, pod), "0,1,2,4,5,6");
+	expect_bits(addr_bits(c, LOUPE_POL_ADDR_PEER4, "10.1.1.1"), "0,1,2,4,5,6");
+	expect_bits(addr_bits(c, LOUPE_POL_ADDR_PEER4, "11.0.0.1"), "0,1,2,4,6");
+	expect_bits(addr_bits(c, LOUPE_POL_ADDR_PEER6, "2001:db8::1"), "0,1,2,4,6");
+	expect_bits(port_bits(c, LOUPE_DIR_POD_EGRESS, IPPROTO_TCP, 443), "0,1,2,4,5");
+	expect_bits(port_bits(c, LOUPE_DIR_POD_INGRESS, IPPROTO_TCP, 22), "2,6");
+	expect_bits(port_bits(c, LOUPE_DIR_POD_INGRESS, IPPROTO_UDP, 22), "2");
+	cr_expect_eq(c->meta.flags, LOUPE_POL_HAS_MAPPINGS | LOUPE_POL_HAS_RATE_LIMITS);
+
+	for (size_t i = 0; i < ARRAY_SIZE(rows); i++)
+		cr_expect_str_eq(picked(c, pick_rewrite(c, &rows[i].f)), rows[i].want, "%s",
+				 rows[i].sentence);
+	/* and a rewrite never decides a verdict */
+	rows[0].f.ifname = "eth3";
+	cr_expect_str_eq(judged(c, judge(c, &rows[0].f)), "b/b1");
+	rows[5].f.proto = IPPROTO_UDP;
+	cr_expect_str_eq(judged(c, judge(c, &rows[5].f)), "b/");
+	loupe_policy_compiled_free(c);
+	loupe_policy_set_free(set);
+}
+
+/* The loupe_rewrite an entry compiles to, field by field against a zeroed struct. */
+static void expect_rewrite(const struct loupe_policy_compiled *c, unsigned int i,
+			   const struct loupe_rewrite *want)
+{
+	const struct loupe_rewrite *got = &c->rewrites[i];
+
+	cr_assert_lt(i, c->meta.n_rewrites);
+	cr_expect_eq(got->actions, want->actions, "rewrite %u: actions %#x", i, got->actions);
+	cr_expect_eq(memcmp(got->map_addr, want->map_addr, 16), 0, "rewrite %u: map_addr", i);
+	cr_expect_eq(got->map_ipv6, want->map_ipv6, "rewrite %u: map_ipv6", i);
+	cr_expect_eq(got->map_port, want->map_port, "rewrite %u: map_port %u", i, got->map_port);
+	cr_expect_eq(got->dscp, want->dscp, "rewrite %u: dscp", i);
+	cr_expect_eq(got->vlan_id, want->vlan_id, "rewrite %u: vlan_id", i);
+	cr_expect_eq(got->n_mask, want->n_mask, "rewrite %u: n_mask", i);
+	for (unsigned int k = 0; k < LOUPE_MASK_HEADERS_MAX; k++) {
+		cr_expect_eq(got->mask_hash[k], want->mask_hash[k], "rewrite %u: hash %u %#llx", i,
+			     k, (unsigned long long)got->mask_hash[k]);
+		cr_expect_eq(got->mask_len[k], want->mask_len[k], "rewrite %u: len %u", i, k);
+	}
+	cr_expect_eq(memcmp(got, want, sizeof(*got)), 0, "rewrite %u: padding", i);
+}
+
+Test(policy_compile, rewrite_entries, .description = "loupe_pol_rewrites of the examples")
+{
+	struct loupe_policy_set *set = load(GOOD_DIR "/mask-api-keys.json");
+	struct loupe_policy_compiled *c;
+	struct loupe_policy_error e;
+	struct loupe_rewrite want;
+	char *text;
+	size_t len;
+
+	text = loupe_proc_read_all(GOOD_DIR "/rewrite-map.json", &len);
+	cr_assert_not_null(text);
+	cr_assert_eq(loupe_policy_parse(text, len, "rewrite-map.json", set, &e), 0, "%s",
+		     e.message);
+	free(text);
+	c = compile(set);
+	/* mask-api-keys (priority 40) before rewrite-map (50) */
+	cr_assert_eq(c->meta.n_rewrites, 6);
+	cr_expect_eq(c->meta.n_rule_bits, 1);
+	cr_expect_eq(c->meta.flags, LOUPE_POL_HAS_MAPPINGS);
+
+	memset(&want, 0, sizeof(want));
+	want.actions = LOUPE_RW_MASK;
+	want.n_mask = 4;
+	want.mask_hash[0] = FNV_AUTHORIZATION;
+	want.mask_len[0] = 13;
+	want.mask_hash[1] = FNV_X_API_KEY;
+	want.mask_len[1] = 9;
+	want.mask_hash[2] = FNV_API_KEY;
+	want.mask_len[2] = 7;
+	want.mask_hash[3] = FNV_ANTHROPIC_API_KEY;
+	want.mask_len[3] = 17;
+	expect_rewrite(c, 0, &want);
+	cr_expect_str_eq(c->rewrite_src[0]->mask_headers[1], "x-api-key");
+
+	memset(&want, 0, sizeof(want));
+	want.actions = LOUPE_RW_MAP;
+	memcpy(want.map_addr, (uint8_t[]){ 198, 18, 6, 6 }, 4);
+	want.map_port = 8080;
+	expect_rewrite(c, 1, &want);
+
+	memset(&want, 0, sizeof(want));
+	want.actions = LOUPE_RW_MAP;
+	cr_assert_eq(inet_pton(AF_INET6, "fd00:198:18:6::6", want.map_addr), 1);
+	want.map_ipv6 = 1;
+	want.map_port = 8080;
+	expect_rewrite(c, 2, &want);
+
+	memset(&want, 0, sizeof(want));
+	want.actions = LOUPE_RW_MAP;
+	memcpy(want.map_addr, (uint8_t[]){ 198, 18, 6, 53 }, 4);
+	expect_rewrite(c, 3, &want);
+
+	memset(&want, 0, sizeof(want));
+	want.actions = LOUPE_RW_DSCP | LOUPE_RW_VLAN_PUSH;
+	want.dscp = 8;
+	want.vlan_id = 100;
+	expect_rewrite(c, 4, &want);
+
+	memset(&want, 0, sizeof(want));
+	want.actions = LOUPE_RW_VLAN_POP;
+	expect_rewrite(c, 5, &want);
+	cr_expect_str_eq(c->bits[c->meta.rewrite_base + 5].rule, "untag");
+	cr_expect_str_eq(c->bits[c->meta.rewrite_base + 5].policy, "rewrite-map");
+	loupe_policy_compiled_free(c);
+	loupe_policy_set_free(set);
+}
+
+Test(policy_compile, mask_hash, .description = "FNV-1a 64 of the lower-case name")
+{
+	cr_expect_eq(loupe_policy_mask_hash("", 0), FNV_EMPTY);
+	cr_expect_eq(loupe_policy_mask_hash("a", 1), FNV_A);
+	cr_expect_eq(loupe_policy_mask_hash("A", 1), FNV_A);
+	cr_expect_eq(loupe_policy_mask_hash("Authorization", 13), FNV_AUTHORIZATION);
+	cr_expect_eq(loupe_policy_mask_hash("X-API-KEY: secret", 9), FNV_X_API_KEY,
+		     "the name's bytes only, as the datapath hashes them before the ':'");
+}
+
+Test(policy_compile, rewrite_flags, .description = "mappings and limits of selecting policies")
+{
+	static const struct policy_text nothing[] = {
+		{ "lab", "{'podSelector':{'labels':{'a':'b'}},'rewrites':[{'name':'m',"
+			 "'direction':'egress','match':{},'mapTo':{'address':'10.0.0.1'}}],"
+			 "'rateLimits':[{'direction':'egress','bytesPerSecond':1}]}" },
+		{ "dscp", "{'podSelector':{},'rewrites':[{'name':'d','direction':'egress',"
+			  "'match':{},'setDscp':46}]}" },
+		{ NULL, NULL },
+	};
+	struct loupe_policy_set *set = parse_set(nothing);
+	struct loupe_policy_compiled *c = compile(set);
+
+	cr_expect_eq(c->meta.flags, 0, "a label selector selects no pod yet");
+	cr_expect_eq(c->meta.n_rewrites, 2, "numbered all the same");
+	cr_expect_eq(c->rewrites[0].dscp, 46, "dscp before lab, by name");
+	cr_expect_eq(c->rewrites[1].actions, LOUPE_RW_MAP, "compiled all the same");
+	loupe_policy_compiled_free(c);
+	loupe_policy_set_free(set);
+
+	set = load(GOOD_DIR "/rate-limit.json");
+	c = compile(set);
+	cr_expect_eq(c->meta.flags, LOUPE_POL_HAS_RATE_LIMITS);
+	cr_expect_eq(c->meta.n_bits, 0, "limits take no bits");
+	cr_expect_eq(c->addrs.n + c->ports.n + c->names.n + c->paths.n, 0, "nor entries");
+	loupe_policy_compiled_free(c);
+	loupe_policy_set_free(set);
+}
+
+/* An address for compiled_rate(): IPv4 IPv4-mapped. */
+static void pod_addr(const char *text, uint8_t out[16])
+{
+	memset(out, 0, 16);
+	if (strchr(text, ':')) {
+		cr_assert_eq(inet_pton(AF_INET6, text, out), 1, "%s", text);
+		return;
+	}
+	out[10] = out[11] = 0xff;
+	cr_assert_eq(inet_pton(AF_INET, text, out + 12), 1, "%s", text);
+}
+
+Test(policy_compile, rate_limit_per_pod, .description = "first selecting policy per direction")
+{
+	static const struct policy_text policies[] = {
+		{ "labels", "{'priority':0,'podSelector':{'labels':{'a':'b'}},'rateLimits':["
+			    "{'direction':'egress','bytesPerSecond':1},"
+			    "{'direction':'ingress','bytesPerSecond':1}]}" },
+		{ "first", "{'priority':1,'podSelector':{'interfaces':['veth1*']},'rateLimits':["
+			   "{'direction':'egress','bytesPerSecond':1000}]}" },
+		{ "cidr",
+		  "{'priority':2,'podSelector':{'cidrs':['10.244.1.0/24','fd00:1::/64']},"
+		  "'rateLimits':[{'direction':'egress','bytesPerSecond':2000,'burst':70000},"
+		  "{'direction':'ingress','bytesPerSecond':2500}]}" },
+		{ "both", "{'priority':2,'podSelector':{'interfaces':['veth2*'],"
+			  "'cidrs':['10.244.9.0/24']},'rateLimits':["
+			  "{'direction':'egress','bytesPerSecond':4000}]}" },
+		{ "all", "{'priority':3,'podSelector':{},'rateLimits':["
+			 "{'direction':'ingress','bytesPerSecond':3000}]}" },
+		{ NULL, NULL },
+	};
+	static const struct {
+		const char *sentence, *ifname, *addr[2];
+		enum loupe_policy_direction dir;
+		uint64_t rate; /* 0: none */
+	} rows[] = {
+		{ "by name first", "veth10", { "10.244.1.5" }, LOUPE_POLICY_EGRESS, 1000 },
+		{ "first has no ingress limit",
+		  "veth10",
+		  { "10.244.1.5" },
+		  LOUPE_POLICY_INGRESS,
+		  2500 },
+		{ "by address", "veth20", { "10.244.1.5" }, LOUPE_POLICY_EGRESS, 2000 },
+		{ "by address, IPv6", "veth20", { "fd00:1::5" }, LOUPE_POLICY_EGRESS, 2000 },
+		{ "by its second address",
+		  "veth20",
+		  { "10.244.2.5", "fd00:1::9" },
+		  LOUPE_POLICY_EGRESS,
+		  2000 },
+		{ "no policy selects it", "veth20", { "10.244.2.5" }, LOUPE_POLICY_EGRESS, 0 },
+		{ "every pod, ingress", "veth20", { "10.244.2.5" }, LOUPE_POLICY_INGRESS, 3000 },
+		{ "addresses unknown", "veth20", { NULL }, LOUPE_POLICY_EGRESS, 0 },
+		{ "addresses unknown, ingress", "veth20", { NULL }, LOUPE_POLICY_INGRESS, 3000 },
+		{ "name unknown", NULL, { "10.244.1.5" }, LOUPE_POLICY_EGRESS, 2000 },
+		{ "IPv4-compatible is not IPv4",
+		  "veth20",
+		  { "::10.244.1.5" },
+		  LOUPE_POLICY_EGRESS,
+		  0 },
+		{ "name and address both", "veth20", { "10.244.9.1" }, LOUPE_POLICY_EGRESS, 4000 },
+		{ "name without the address", "veth20", { "10.244.8.1" }, LOUPE_POLICY_EGRESS, 0 },
+		{ "address without the name", "eth0", { "10.244.9.1" }, LOUPE_POLICY_EGRESS, 0 },
+	};
+	struct loupe_policy_set *set = parse_set(policies);
+	struct loupe_policy_compiled *c = compile(set);
+
+	cr_expect_eq(c->meta.flags, LOUPE_POL_HAS_RATE_LIMITS);
+	for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+		uint8_t addrs[2][16];
+		size_t n = 0;
+		struct loupe_policy_rate_limit got = { 0 };
+		bool found;
+
+		for (; n < 2 && rows[i].addr[n]; n++)
+			pod_addr(rows[i].addr[n], addrs[n]);
+		found = loupe_policy_compiled_rate(c, rows[i].ifname, n ? addrs : NULL, n,
+						   rows[i].dir, &got);
+		cr_expect_eq(found, rows[i].rate != 0, "%s: found %d", rows[i].sentence, found);
+		if (found && rows[i].rate) {
+			cr_expect_eq(got.bytes_per_sec, rows[i].rate, "%s: rate %llu",
+				     rows[i].sentence, (unsigned long long)got.bytes_per_sec);
+			cr_expect_eq(got.direction, rows[i].dir, "%s", rows[i].sentence);
+		}
+	}
+	/* the limit whole: its burst as given (or filled in) */
+	{
+		uint8_t a[1][16];
+		struct loupe_policy_rate_limit got;
+
+		pod_addr("10.244.1.7", a[0]);
+		cr_assert(loupe_policy_compiled_rate(c, "veth20", a, 1, LOUPE_POLICY_EGRESS, &got));
+		cr_expect_eq(got.burst, 70000);
+		cr_assert(
+			loupe_policy_compiled_rate(c, "veth20", a, 1, LOUPE_POLICY_INGRESS, &got));
+		cr_expect_eq(got.burst, LOUPE_POLICY_BURST_MIN_DEFAULT);
+	}
+	loupe_policy_compiled_free(c);
+	loupe_policy_set_free(set);
+}
+
 /* ------------------------------------------------------------------ the worked examples */
 
 Test(policy_compile, ai_egress_example, .description = "docs/policy.md example 3, row by row")
@@ -1198,7 +1664,12 @@ Test(policy_compile, every_example_compiles)
 	for (unsigned int i = 0; i < set->n_policies; i++)
 		defaults += set->policies[i].default_action != LOUPE_POLICY_ACTION_NONE;
 	cr_expect_gt(defaults, 0);
-	cr_expect_eq(c->meta.n_bits, set->n_rules + defaults);
+	cr_expect_eq(c->meta.n_rule_bits, set->n_rules + defaults);
+	cr_expect_eq(c->meta.rewrite_base, c->meta.n_rule_bits);
+	cr_expect_gt(set->n_rewrites, 0);
+	cr_expect_eq(c->meta.n_rewrites, set->n_rewrites);
+	cr_expect_eq(c->meta.n_bits, c->meta.n_rule_bits + c->meta.n_rewrites);
+	cr_expect_eq(c->meta.flags, LOUPE_POL_HAS_MAPPINGS | LOUPE_POL_HAS_RATE_LIMITS);
 	loupe_policy_compiled_free(c);
 	loupe_policy_set_free(set);
 }

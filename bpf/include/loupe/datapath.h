@@ -149,9 +149,10 @@ struct loupe_flow_key {
 enum loupe_flow_state {
 	LOUPE_FLOW_TLS_SEEN = 1 << 0, /* a ClientHello was reported: the rest is ciphertext */
 	LOUPE_FLOW_DNS_SEEN = 1 << 1,
-	LOUPE_FLOW_TLS_PENDING = 1 << 2, /* a ClientHello is being reassembled */
-	LOUPE_FLOW_L7_HELD = 1 << 3,	 /* policy: a request is being reassembled for a verdict */
-	LOUPE_FLOW_SEQ_KNOWN = 1 << 4,	 /* client_seq is valid: the flow began with a SYN */
+	LOUPE_FLOW_TLS_PENDING = 1 << 2,  /* a ClientHello is being reassembled */
+	LOUPE_FLOW_L7_HELD = 1 << 3,	  /* policy: a request is being reassembled for a verdict */
+	LOUPE_FLOW_SEQ_KNOWN = 1 << 4,	  /* client_seq is valid: the flow began with a SYN */
+	LOUPE_FLOW_RATE_LIMITED = 1 << 5, /* its pod had a rate limit when it began: metered */
 };
 
 /* loupe_flow.verdict: what the policy in force decided for the flow. */
@@ -188,6 +189,14 @@ struct loupe_flow {
 	__u8 rewrite_reported; /* bit per direction: its REWRITE event was sent */
 	__u8 rewrite_slot;     /* the slot the rewrite entry was read from */
 	__u8 pad2[2];
+	__u32 rewrite_generation; /* the set the rewrite entry came from, for its name */
+	/* the rewrite's actions as when the flow began: a policy update does not change them */
+	__u8 rw_actions; /* enum loupe_rewrite_actions */
+	__u8 rw_dscp;
+	__u16 rw_vlan_id;
+	__u8 rw_addr[16]; /* LOUPE_RW_MAP: the real destination (IPv4-mapped for IPv4) */
+	__u16 rw_port;	  /* LOUPE_RW_MAP: the real destination port, host order; 0: kept */
+	__u16 pad3;
 };
 
 #define LOUPE_VLAN_NONE 0xffff
