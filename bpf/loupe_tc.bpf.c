@@ -91,7 +91,7 @@ static __always_inline int loupe_handle(struct __sk_buff *skb, __u8 dir)
 		loupe_flow_judged(flow, judged);
 		if ((judged & LOUPE_JUDGED_DROP) || flow->verdict == LOUPE_VERDICT_DENY)
 			goto drop;
-		goto count;
+		goto rewrite; /* its L7 was read by the judge */
 	}
 	kind = loupe_l7_classify(skb, pkt, flow);
 	if (kind != LOUPE_L7_NONE) {
@@ -103,12 +103,10 @@ static __always_inline int loupe_handle(struct __sk_buff *skb, __u8 dir)
 			loupe_l7_run(skb, kind, flow, dir, now);
 		}
 	}
+rewrite:
 	if (flow && unlikely(flow->state & LOUPE_FLOW_RATE_LIMITED || flow->rw_actions)) {
-		ret = loupe_handle_rewrite(skb, flow, &stack_pkt, dir, now);
-		if (ret == LOUPE_REWRITE_DROP)
-			goto drop;
-		if (ret == LOUPE_REWRITE_RATE_DROP)
-			goto rate_drop;
+		if (loupe_handle_rewrite(skb, flow, &stack_pkt, dir, now) != LOUPE_REWRITE_PASS)
+			goto dropped; /* counted as rate-limited or as a failed rewrite */
 	}
 count:
 	dir &= 1;
@@ -121,7 +119,7 @@ drop:
 	cnt->bytes[dir] += loupe_wire_bytes(skb);
 	cnt->policy_dropped[dir]++;
 	return TC_ACT_SHOT;
-rate_drop: /* counted by loupe_rate_check() */
+dropped:
 	dir &= 1;
 	cnt->packets[dir]++;
 	cnt->bytes[dir] += loupe_wire_bytes(skb);

@@ -256,6 +256,33 @@ Test(rewrite, map_tcp_v4_and_reply)
 	rw_close(r);
 }
 
+Test(rewrite, map_with_a_verdict_waiting_for_the_request)
+{
+	/* an HTTP rule decides on the request: the request is judged, then mapped too */
+	struct rw_fx *r = rw_open("[" POLICY(
+		"web", "{'podSelector':{},'rules':[{'name':'audit-http','direction':"
+		       "'egress','match':{'http':{'hosts':['svc.test']}},'action':'audit'}],"
+		       "'rewrites':[{'name':'to-real','direction':'egress','match':{'cidrs':"
+		       "['198.18.5.5/32']},'mapTo':{'address':'198.18.6.6','port':8080}}]}") "]");
+	static const char req[] = "GET / HTTP/1.1\r\nHost: svc.test\r\n\r\n";
+	struct loupe_pkt_spec syn = { .dst = "198.18.5.5",
+				      .proto = IPPROTO_TCP,
+				      .dport = 80,
+				      .tcp = { .flags = LOUPE_TCP_SYN, .seq = 1000 } };
+	struct loupe_pkt_spec seg = syn;
+
+	fx_eq(r->fx, "SYN", rw_run(r, "pending_syn", LOUPE_DIR_POD_EGRESS, &syn), PASS);
+	expect_addr_port(r, false, "198.18.6.6", 8080);
+	seg.tcp.flags = LOUPE_TCP_ACK | LOUPE_TCP_PSH;
+	seg.tcp.seq = 1001;
+	seg.payload = req;
+	fx_eq(r->fx, "request", rw_run(r, "pending_request", LOUPE_DIR_POD_EGRESS, &seg), PASS);
+	fx_eq(r->fx, "POLICY_VERDICT", fx_count(r->fx, LOUPE_EV_POLICY_VERDICT), 1);
+	expect_addr_port(r, false, "198.18.6.6", 8080);
+	expect_checksums(r, "judged request");
+	rw_close(r);
+}
+
 Test(rewrite, map_udp_v6_and_v4_zero_checksum)
 {
 	struct rw_fx *r = rw_open(MAP_SET);
