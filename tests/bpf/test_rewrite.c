@@ -520,3 +520,32 @@ Test(rewrite, cut_frames_written_in_bounds)
 	}
 	rw_close(r);
 }
+
+Test(rewrite, rate_limit_token_bucket)
+{
+	/* 3000 bytes of burst, refilled at 100 bytes/s: the runs below take microseconds */
+	struct rw_fx *r =
+		rw_open("[" POLICY("slow", "{'podSelector':{},'rateLimits':[{'direction':"
+					   "'egress','bytesPerSecond':100,'burst':3000}]}") "]");
+	static char data[900];
+	struct loupe_pkt_spec seg = { .proto = IPPROTO_UDP, .dport = 9000, .payload = data };
+	struct loupe_pkt_spec in = seg;
+	int passed = 0, dropped = 0, events = 0;
+
+	memset(data, 'x', sizeof(data) - 1);
+	for (int i = 0; i < 6; i++) {
+		int rc = rw_run(r, "rate", LOUPE_DIR_POD_EGRESS, &seg);
+
+		passed += rc == PASS;
+		dropped += rc == DROP;
+		events += fx_count(r->fx, LOUPE_EV_RATE_LIMITED);
+	}
+	/* each frame is 942 bytes: three fit in 3000 bytes, the next three do not */
+	fx_eq(r->fx, "passed", passed, 3);
+	fx_eq(r->fx, "dropped", dropped, 3);
+	fx_eq(r->fx, "RATE_LIMITED events (one per 100 ms at most)", events, 1);
+	/* the other direction has no limit */
+	in.reply = true;
+	fx_eq(r->fx, "ingress", rw_run(r, "rate_ingress", LOUPE_DIR_POD_INGRESS, &in), PASS);
+	rw_close(r);
+}
