@@ -227,6 +227,7 @@ struct loupe_rewrite_work {
 	struct loupe_event_rewrite ev;
 	struct loupe_event_rate_limited rate_ev;
 	struct loupe_flow_key nat_key;
+	union loupe_any_flow_key virt_key; /* the mapped flow a reply belongs to */
 	struct loupe_nat_reverse nat;
 	__u8 old_span[LOUPE_HTTP_HOST_MAX + 16] __attribute__((aligned(8)));
 	__u8 new_span[LOUPE_HTTP_HOST_MAX + 16] __attribute__((aligned(8)));

@@ -440,11 +440,32 @@ __noinline int loupe_rewrite_reverse(struct __sk_buff *skb, int dir)
 	nat = bpf_map_lookup_elem(&loupe_nat_reverse, &rw->nat_key);
 	if (!nat)
 		return 0;
+	/* only while the mapped flow lives: a later connection of the pod to the real address
+	 * itself, from the same port, is not a reply to it */
+	if (pkt->flags & LOUPE_EVF_IPV6) {
+		rw->virt_key.v6 = rw->nat_key;
+		__builtin_memcpy(rw->virt_key.v6.peer_addr, nat->virt_addr, 16);
+		rw->virt_key.v6.peer_port = bpf_htons(nat->virt_port);
+		if (!bpf_map_lookup_elem(&loupe_flows6, &rw->virt_key.v6))
+			goto stale;
+	} else {
+		__builtin_memset(&rw->virt_key.v4, 0, sizeof(rw->virt_key.v4));
+		rw->virt_key.v4.pod_addr = pkt->daddr.w[3];
+		__builtin_memcpy(&rw->virt_key.v4.peer_addr, &nat->virt_addr[12], 4);
+		rw->virt_key.v4.pod_port = pkt->dport;
+		rw->virt_key.v4.peer_port = bpf_htons(nat->virt_port);
+		rw->virt_key.v4.protocol = pkt->protocol;
+		if (!bpf_map_lookup_elem(&loupe_flows4, &rw->virt_key.v4))
+			goto stale;
+	}
 	if (loupe_rewrite_addr_port(skb, pkt, true, nat->virt_addr, nat->virt_port))
 		return -1;
 	__builtin_memcpy(pkt->saddr.b, nat->virt_addr, 16);
 	pkt->sport = bpf_htons(nat->virt_port);
 	return 1;
+stale:
+	bpf_map_delete_elem(&loupe_nat_reverse, &rw->nat_key);
+	return 0;
 }
 
 /*

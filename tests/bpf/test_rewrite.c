@@ -247,6 +247,21 @@ Test(rewrite, map_tcp_v4_and_reply)
 	fx_eq(r->fx, "counters.rewritten[egress]",
 	      r->fx->after.rewritten[0] - r->fx->before.rewritten[0], 1);
 
+	/* once the mapped flow is gone (FLOW_END), packets from the real address are its own */
+	{
+		struct loupe_flow_key key;
+		static struct loupe_pkt built;
+
+		cr_assert_eq(loupe_pkt_build(&syn, &built), 0);
+		fx_flow_key(&key, &built, LOUPE_DIR_POD_EGRESS, IPPROTO_TCP, -1);
+		cr_assert_eq(loupe_datapath_flow_delete(r->fx->dp, &key), 0);
+		fx_eq(r->fx, "late reply",
+		      rw_run(r, "reply_after_flow_end", LOUPE_DIR_POD_INGRESS, &reply), PASS);
+		expect_addr_port(r, true, "198.18.6.6", 8080);
+		fx_true(r->fx, !memcmp(r->out, r->in.buf, r->in.len),
+			"a packet of no mapped flow was changed");
+	}
+
 	/* another address is not mapped */
 	data.dst = "198.18.5.6";
 	data.sport = 40001;
