@@ -115,6 +115,36 @@ static __always_inline __u32 loupe_lowest_bit(__u64 w)
 	return n;
 }
 
+/*
+ * s->pol.cand = @a & @b & @c & @d over the set's words (s->pol.n_words), in one pass.
+ * @first_only: stop after the first word that is not zero (cand is then cut there), for a
+ * judge that needs nothing but the first bit. Returns the words written.
+ */
+__noinline __u32 loupe_bits_and4(const struct loupe_policy_bits *a,
+				 const struct loupe_policy_bits *b,
+				 const struct loupe_policy_bits *c,
+				 const struct loupe_policy_bits *d, int first_only)
+{
+	struct loupe_scratch *s = loupe_scratch_get();
+	__u32 n;
+	int i;
+
+	if (!s || !a || !b || !c || !d)
+		return 0;
+	n = s->pol.n_words;
+	for (i = 0; i < LOUPE_POLICY_WORDS; i++) {
+		__u64 w;
+
+		if (i >= n)
+			break;
+		w = a->w[i] & b->w[i] & c->w[i] & d->w[i];
+		s->pol.cand.w[i] = w;
+		if (w && first_only)
+			return i + 1;
+	}
+	return i;
+}
+
 /* The first rule in @b, or LOUPE_POLICY_BIT_NONE. */
 __noinline __u32 loupe_bits_first(const struct loupe_policy_bits *b, __u32 n)
 {
@@ -411,11 +441,12 @@ __noinline int loupe_policy_judge(struct __sk_buff *skb, int dir, int l7, __u64 
 {
 	struct loupe_scratch *s = loupe_scratch_get();
 	struct loupe_policy_work *w;
+	const struct loupe_policy_bits *iface_rules, *pod_rules, *peer_rules, *port_rules;
 	const struct loupe_policy_meta *meta;
-	const struct loupe_policy_bits *v;
 	const struct loupe_pkt *pkt;
 	__u32 zero = 0, slot, bit, idx;
 	bool egress = dir == LOUPE_DIR_POD_EGRESS;
+	int first_only;
 	__u16 server_port;
 	__u32 *active;
 	__u64 *hits;
@@ -448,9 +479,8 @@ __noinline int loupe_policy_judge(struct __sk_buff *skb, int dir, int l7, __u64 
 	/* the pod: its interface, its address */
 	w->iface_key.slot = slot;
 	w->iface_key.ifindex = skb->ifindex;
-	v = bpf_map_lookup_elem(&loupe_pol_ifaces, &w->iface_key);
+	iface_rules = bpf_map_lookup_elem(&loupe_pol_ifaces, &w->iface_key);
 	w->n_words = (meta->n_bits + 63) / 64;
-	loupe_bits_copy(&w->cand, v ? v : &meta->any_iface, w->n_words);
 
 	w->addr_key.slot = slot;
 	if (pkt->flags & LOUPE_EVF_IPV6) {
@@ -463,10 +493,9 @@ __noinline int loupe_policy_judge(struct __sk_buff *skb, int dir, int l7, __u64 
 		__builtin_memset(w->addr_key.addr, 0, 16);
 		__builtin_memcpy(w->addr_key.addr, egress ? &pkt->saddr.w[3] : &pkt->daddr.w[3], 4);
 	}
-	v = bpf_map_lookup_elem(&loupe_pol_addrs, &w->addr_key);
-	if (!v)
+	pod_rules = bpf_map_lookup_elem(&loupe_pol_addrs, &w->addr_key);
+	if (!pod_rules)
 		return LOUPE_VERDICT_NONE;
-	loupe_bits_and(&w->cand, v, w->n_words);
 
 	/* the peer */
 	w->addr_key.kind += LOUPE_POL_ADDR_PEER4 - LOUPE_POL_ADDR_POD4;
@@ -474,10 +503,9 @@ __noinline int loupe_policy_judge(struct __sk_buff *skb, int dir, int l7, __u64 
 		__builtin_memcpy(w->addr_key.addr, egress ? pkt->daddr.b : pkt->saddr.b, 16);
 	else
 		__builtin_memcpy(w->addr_key.addr, egress ? &pkt->daddr.w[3] : &pkt->saddr.w[3], 4);
-	v = bpf_map_lookup_elem(&loupe_pol_addrs, &w->addr_key);
-	if (!v)
+	peer_rules = bpf_map_lookup_elem(&loupe_pol_addrs, &w->addr_key);
+	if (!peer_rules)
 		return LOUPE_VERDICT_NONE;
-	loupe_bits_and(&w->cand, v, w->n_words);
 
 	/* direction, protocol and the server's port: the peer's when the pod opened the flow */
 	server_port = bpf_ntohs(egress ? pkt->dport : pkt->sport);
@@ -487,10 +515,19 @@ __noinline int loupe_policy_judge(struct __sk_buff *skb, int dir, int l7, __u64 
 	w->port_key.protocol = pkt->protocol;
 	w->port_key.port[0] = server_port >> 8;
 	w->port_key.port[1] = server_port & 0xff;
-	v = bpf_map_lookup_elem(&loupe_pol_ports, &w->port_key);
-	if (!v)
+	port_rules = bpf_map_lookup_elem(&loupe_pol_ports, &w->port_key);
+	if (!port_rules)
 		return LOUPE_VERDICT_NONE;
-	loupe_bits_and(&w->cand, v, w->n_words);
+
+	/* a TCP or UDP flow's first packet without rewrites needs only the first rule */
+	first_only = l7 == LOUPE_JUDGE_FIRST && !meta->n_rewrites &&
+		     (pkt->protocol == IPPROTO_TCP || pkt->protocol == IPPROTO_UDP);
+	idx = loupe_bits_and4(iface_rules ? iface_rules : &meta->any_iface, pod_rules, peer_rules,
+			      port_rules, first_only);
+	if (first_only) {
+		bit = loupe_bits_first(&w->cand, idx);
+		goto decide;
+	}
 
 	if (l7 == LOUPE_JUDGE_FIRST && meta->n_rewrites) {
 		/* the flow's rewrite: the first entry that fits, decided on this packet */
@@ -536,6 +573,7 @@ __noinline int loupe_policy_judge(struct __sk_buff *skb, int dir, int l7, __u64 
 	}
 
 	bit = loupe_bits_first(&w->cand, w->n_words);
+decide:
 	if (bit >= meta->n_rule_bits || bit >= LOUPE_POLICY_BITS)
 		return LOUPE_VERDICT_NONE; /* no rule; rewrite bits come after the rules */
 	if (l7 == LOUPE_JUDGE_FIRST && !loupe_bits_test(&meta->l4_only, bit))
