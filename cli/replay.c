@@ -462,7 +462,7 @@ static int replay_apply(struct loupe_datapath *dp, const struct loupe_replay_opt
 			const char *name, struct loupe_policy_runtime **ret_rt,
 			struct loupe_replay_stats *stats, char *errbuf, size_t errsize)
 {
-	struct loupe_policy_iface iface = { LOUPE_REPLAY_IFINDEX, opts->iface };
+	struct loupe_policy_iface iface = { .ifindex = LOUPE_REPLAY_IFINDEX, .name = opts->iface };
 	struct loupe_policy_error perr;
 	char line[1280];
 	int err;

@@ -2298,10 +2298,14 @@ static int parse_rewrites(struct pctx *c, json_object *v, struct loupe_policy *p
 	return 0;
 }
 
-/* The default burst: a tenth of a second at the rate, at least a GSO packet. */
+/*
+ * The default burst: 0.4 s at the rate, at least a GSO packet. TCP through a policer recovers
+ * from a loss by a retransmission timeout (200 ms at least): a burst below the rate x 0.2 s
+ * leaves the link idle for part of it (docs/rewrite.md has the measurements).
+ */
 static uint64_t default_burst(uint64_t bytes_per_sec)
 {
-	uint64_t b = bytes_per_sec / 10;
+	uint64_t b = bytes_per_sec / 5 * 2;
 
 	if (b < LOUPE_POLICY_BURST_MIN_DEFAULT)
 		b = LOUPE_POLICY_BURST_MIN_DEFAULT;

@@ -507,8 +507,9 @@ __noinline int loupe_policy_judge(struct __sk_buff *skb, int dir, int l7, __u64 
 	if (!peer_rules)
 		return LOUPE_VERDICT_NONE;
 
-	/* direction, protocol and the server's port: the peer's when the pod opened the flow */
-	server_port = bpf_ntohs(egress ? pkt->dport : pkt->sport);
+	/* direction, protocol and the server's port: the judge only sees packets of the flow's
+	 * opener, so it is the destination port (the peer's in egress, the pod's in ingress) */
+	server_port = bpf_ntohs(pkt->dport);
 	w->port_key.prefixlen = 16 + 8 + 16;
 	w->port_key.slot = slot;
 	w->port_key.direction = dir & 1;

@@ -405,7 +405,7 @@ __noinline int loupe_rewrite_apply(struct __sk_buff *skb, int dir, int origin, i
 		return reported;
 	loupe_event_hdr_fill(&ev->hdr, skb, pkt, LOUPE_EV_REWRITE, dir, now);
 	ev->generation = rw->flow_generation;
-	ev->rewrite = rw->flow_rewrite;
+	ev->rewrite = rw->flow_rewrite - 1; /* the flow keeps entry + 1 */
 	ev->pad = 0;
 	ev->actions = done;
 	ev->masked_bits = masked;

@@ -311,7 +311,8 @@ Test(policy, udp_and_icmp)
 Test(policy, default_action_and_selectors)
 {
 	struct pol_fx *p = pol_open();
-	struct loupe_pkt_spec in = tcp_seg(false, NULL, 50000, 8080, SYN, ISN, NULL, 0);
+	/* the peer opens a flow to the pod's port 8080 (.reply swaps addresses and ports) */
+	struct loupe_pkt_spec in = tcp_seg(false, NULL, 8080, 50000, SYN, ISN, NULL, 0);
 
 	pol_apply(p,
 		  "[" POLICY("lockdown",
@@ -332,7 +333,7 @@ Test(policy, default_action_and_selectors)
 	fx_eq(p->fx, "ingress 8080", pol_run(p, "ingress_allowed", LOUPE_DIR_POD_INGRESS, &in),
 	      PASS);
 	expect_verdict(p, LOUPE_VERDICT_ALLOW, "lockdown", "web-in", "");
-	in.dport = 8081;
+	in.sport = 8081;
 	fx_eq(p->fx, "ingress 8081", pol_run(p, "ingress_default", LOUPE_DIR_POD_INGRESS, &in),
 	      DROP);
 	expect_verdict(p, LOUPE_VERDICT_DENY, "lockdown", "", "");

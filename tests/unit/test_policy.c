@@ -1105,7 +1105,7 @@ Test(policy, rate_limit_example)
 	cr_assert_eq(p->n_rate_limits, 2);
 	cr_expect_eq(p->rate_limits[0].direction, LOUPE_POLICY_EGRESS);
 	cr_expect_eq(p->rate_limits[0].bytes_per_sec, 1250000, "10 Mbit/s");
-	cr_expect_eq(p->rate_limits[0].burst, 125000, "default: a tenth of a second");
+	cr_expect_eq(p->rate_limits[0].burst, 500000, "default: 0.4 s at the rate");
 	cr_expect_eq(p->rate_limits[1].direction, LOUPE_POLICY_INGRESS);
 	cr_expect_eq(p->rate_limits[1].bytes_per_sec, 12500000);
 	cr_expect_eq(p->rate_limits[1].burst, 1000000);
@@ -1477,10 +1477,10 @@ Test(policy, rate_limits)
 		uint64_t rate, burst;
 	} defaults[] = {
 		{ 1, LOUPE_POLICY_BURST_MIN_DEFAULT },
-		{ 655360, LOUPE_POLICY_BURST_MIN_DEFAULT }, /* a tenth is 64 KiB exactly */
-		{ 655370, 65537 },
-		{ 1250000, 125000 },
-		{ 42949672960ULL, LOUPE_POLICY_BURST_MAX }, /* a tenth is 2^32 exactly */
+		{ 163840, LOUPE_POLICY_BURST_MIN_DEFAULT }, /* 0.4 s is 64 KiB exactly */
+		{ 163845, 65538 },
+		{ 1250000, 500000 },
+		{ 10737418240ULL, LOUPE_POLICY_BURST_MAX }, /* 0.4 s is 2^32 exactly */
 		{ LOUPE_POLICY_RATE_MAX, LOUPE_POLICY_BURST_MAX },
 	};
 	struct loupe_policy_set set;
