@@ -39,7 +39,8 @@ manifests: deps
 
 # Figures, never pass/fail: the datapath per packet, the agent's event pipeline, policy sets
 # compiled and applied, the agent on live pods (throughput and CPU against no agent, tcpdump
-# and nDPI; 200 pods: time, memory; a policy file written to its first packet judged).
+# and nDPI; 200 pods: time, memory; a policy file written to its first packet judged; a mapped
+# TCP connection against an unmapped one).
 bench: build
 	@$(BUILD)/bench/bench-datapath
 	@echo
@@ -52,6 +53,8 @@ bench: build
 	@LOUPE_BIN=$(BUILD)/bin bench/agent-scale
 	@echo
 	@LOUPE_BIN=$(BUILD)/bin bench/policy-update
+	@echo
+	@LOUPE_BIN=$(BUILD)/bin bench/rewrite-throughput
 
 clean:
 	rm -rf $(BUILD)

@@ -2,8 +2,11 @@
 /*
  * bench-datapath: ns per packet of loupe's TC program through BPF_PROG_TEST_RUN, next to an
  * empty TC program measured in the same run, for the fixture packets of tests/bpf (same
- * builder); the "policy:" rows once for each policy set of policy_sets[] in force. Rounds go
- * over every case in turn, so that a slow moment of a shared machine falls on all of them.
+ * builder); the "policy:" rows once for each policy set of policy_sets[] in force; the
+ * "rewrite:" rows once on a datapath with the rewrite set (or the rate limit) in force and once
+ * on one without, in single runs (a rewritten packet would otherwise be run again as it was left).
+ * Rounds go over every case in turn, so that a slow moment of a shared machine falls on all of
+ * them.
  * Prints a table of medians and ratios against targets; never fails on time.
  * Not a test: exit status says only whether the measurement could be made.
  */
@@ -34,6 +37,7 @@ enum bench_mode {
 	BENCH_CHUNKED,	/* emits an event per run: .repeat = CHUNK, drained in between */
 	BENCH_ONE_SHOT, /* state changes after one run (TLS): fresh flow, .repeat = 1 */
 	BENCH_NEW_FLOW, /* the packet opens its flow: forgotten before each single run */
+	BENCH_SINGLE,	/* the program changes the packet: .repeat = 1, the flow kept */
 };
 
 struct bench_case {
@@ -43,6 +47,13 @@ struct bench_case {
 	bool setup_syn; /* open the flow with a SYN first */
 	bool policy;	/* on a datapath with a set of policy_sets[] in force: a row per set */
 	bool cidr_rule; /* to the address and port of the set's last egress TCP deny CIDR rule */
+	bool rewrite;	/* a row on a datapath without rewrites, then one with RW_SET in force */
+	bool rate;	/* rewrite, with RATE_SET (a rate limit) in force instead */
+	bool reply;	/* the peer's packet (POD_INGRESS) to the pod's port of the row */
+	/* rewrite rows: the flow opened (SYN) to this address and port on the datapath with the
+	 * set (to the virtual address); without it, to the source of the packet (the real one) */
+	const char *open_dst;
+	uint16_t open_dport;
 	enum bench_mode mode;
 	double target; /* ratio to the baseline; 0: none */
 };
@@ -77,6 +88,48 @@ static const unsigned int policy_sets[] = { 0, 64, 10000 }; /* 0: none, for comp
 #define DATA_128                                                                                   \
 	"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"         \
 	"0123456789abcdef0123456789abcdef0123456789abcdef"
+
+/*
+ * The "rewrite:" rows' sets (docs/rewrite.md), on a datapath each, put in force for "lo" (the
+ * interface of BPF_PROG_TEST_RUN's packets, which a rate limit is chosen by). The rate limit has
+ * a datapath of its own: it meters every flow of the pod, and would be in the other rows too.
+ */
+#define VIRT4 "198.18.5.5"
+#define REAL4 "198.18.6.6"
+#define VIRT6 "fd00:198:18:5::5"
+#define REAL6 "fd00:198:18:6::6"
+#define MASK_REQUEST                                                                               \
+	"POST /v1/chat/completions HTTP/1.1\r\nHost: llm.internal\r\n"                             \
+	"Authorization: Bearer sk-proj-0123456789abcdef0123456789abcdef\r\n"                       \
+	"accept: */*\r\nx-api-key: k-0123456789abcdef\r\nContent-Type: application/json\r\n"       \
+	"Content-Length: 2\r\n\r\n{}"
+
+/* a segment of a request's body: not a request line (filled in main()) */
+static char bulk[1400];
+
+static const char RW_SET[] =
+	"[{\"apiVersion\":\"loupe.dev/"
+	"v1\",\"kind\":\"Policy\",\"metadata\":{\"name\":\"bench-rw\"},\n"
+	" \"spec\":{\"podSelector\":{},\"rewrites\":[\n"
+	"  {\"name\":\"map4\",\"direction\":\"egress\",\"match\":{\"cidrs\":[\"" VIRT4 "/32\"],"
+	"\"ports\":[{\"port\":80}]},\n   \"mapTo\":{\"address\":\"" REAL4 "\",\"port\":8080}},\n"
+	"  {\"name\":\"map6\",\"direction\":\"egress\",\"match\":{\"cidrs\":[\"" VIRT6 "/128\"],"
+	"\"ports\":[{\"port\":80}]},\n   \"mapTo\":{\"address\":\"" REAL6 "\",\"port\":8080}},\n"
+	"  {\"name\":\"dscp\",\"direction\":\"egress\",\"match\":{\"ports\":[{\"port\":5060}]},"
+	"\"setDscp\":46},\n"
+	"  {\"name\":\"pop\",\"direction\":\"egress\",\"match\":{\"ports\":[{\"port\":7000}]},"
+	"\"vlan\":{\"pop\":true}},\n"
+	"  {\"name\":\"push\",\"direction\":\"egress\",\"match\":{\"ports\":[{\"port\":7001}]},"
+	"\"vlan\":{\"push\":42}},\n"
+	"  {\"name\":\"mask\",\"direction\":\"egress\",\"match\":{\"ports\":[{\"port\":80}]},\n"
+	"   \"http\":{\"maskHeaders\":[\"authorization\",\"x-api-key\"]}}]}}]";
+
+/* 2^40 bytes/s and a burst of 2^32 (the largest): the bucket is never empty */
+static const char RATE_SET[] =
+	"[{\"apiVersion\":\"loupe.dev/"
+	"v1\",\"kind\":\"Policy\",\"metadata\":{\"name\":\"bench-rate\"},\n"
+	" \"spec\":{\"podSelector\":{},\"rateLimits\":[{\"direction\":\"egress\","
+	"\"bytesPerSecond\":1099511627776,\"burst\":4294967296}]}}]";
 
 static const struct bench_case cases[] = {
 	{ "empty program (baseline)",
@@ -147,6 +200,72 @@ static const struct bench_case cases[] = {
 	  .policy = true,
 	  .mode = BENCH_ONE_SHOT,
 	  .target = 8.0 },
+	/*
+	 * Rewrites: a row without the set (the same packet, the same flow, nothing rewritten) and
+	 * one with RW_SET or RATE_SET in force. No targets: the issue asks for the figures.
+	 */
+	{ "rewrite: map, SYN (new flow)",
+	  { .dst = VIRT4, .proto = IPPROTO_TCP, .dport = 80, .tcp = { .flags = LOUPE_TCP_SYN } },
+	  .rewrite = true,
+	  .mode = BENCH_NEW_FLOW },
+	{ "rewrite: map, data IPv4",
+	  { .dst = VIRT4, .proto = IPPROTO_TCP, .dport = 80, .payload = DATA_128 },
+	  .setup_syn = true,
+	  .rewrite = true,
+	  .mode = BENCH_SINGLE },
+	{ "rewrite: map, data IPv6",
+	  { .ipv6 = true, .dst = VIRT6, .proto = IPPROTO_TCP, .dport = 80, .payload = DATA_128 },
+	  .setup_syn = true,
+	  .rewrite = true,
+	  .mode = BENCH_SINGLE },
+	{ "rewrite: map, reply (reverse)",
+	  { .src = REAL4,
+	    .dst = LOUPE_PKT_POD4,
+	    .proto = IPPROTO_TCP,
+	    .sport = 8080,
+	    .tcp = { .flags = LOUPE_TCP_ACK | LOUPE_TCP_PSH, .seq = 5001, .ack = SYN_SEQ + 1 },
+	    .payload = DATA_128 },
+	  .setup_syn = true,
+	  .rewrite = true,
+	  .reply = true,
+	  .open_dst = VIRT4,
+	  .open_dport = 80,
+	  .mode = BENCH_SINGLE },
+	{ "rewrite: DSCP set",
+	  { .proto = IPPROTO_TCP, .dport = 5060, .payload = DATA_128 },
+	  .setup_syn = true,
+	  .rewrite = true,
+	  .mode = BENCH_SINGLE },
+	{ "rewrite: VLAN pop, tagged frame",
+	  { .vlans = 1,
+	    .vlan = { { .vid = 300 } },
+	    .proto = IPPROTO_TCP,
+	    .dport = 7000,
+	    .payload = DATA_128 },
+	  .setup_syn = true,
+	  .rewrite = true,
+	  .mode = BENCH_SINGLE },
+	{ "rewrite: VLAN push",
+	  { .proto = IPPROTO_TCP, .dport = 7001, .payload = DATA_128 },
+	  .setup_syn = true,
+	  .rewrite = true,
+	  .mode = BENCH_SINGLE },
+	{ "rewrite: mask 2 headers, request",
+	  { .proto = IPPROTO_TCP, .dport = 80, .payload = MASK_REQUEST },
+	  .setup_syn = true,
+	  .rewrite = true,
+	  .mode = BENCH_SINGLE },
+	{ "rewrite: mask, 1400 B, no request",
+	  { .proto = IPPROTO_TCP, .dport = 80, .payload = bulk, .payload_len = sizeof(bulk) },
+	  .setup_syn = true,
+	  .rewrite = true,
+	  .mode = BENCH_SINGLE },
+	{ "rewrite: rate-limited pod, data",
+	  { .proto = IPPROTO_TCP, .dport = 8080, .payload = DATA_128 },
+	  .setup_syn = true,
+	  .rewrite = true,
+	  .rate = true,
+	  .mode = BENCH_SINGLE },
 };
 
 static int on_record(void *ctx, const void *record, size_t size)
@@ -223,8 +342,9 @@ static int measure(struct loupe_datapath *dp, int prog_fd, const struct bench_ca
 		return 0;
 	case BENCH_ONE_SHOT:
 	case BENCH_NEW_FLOW:
+	case BENCH_SINGLE:
 		for (i = 0; i < ONE_SHOTS; i++) {
-			if (!c->baseline) {
+			if (!c->baseline && c->mode != BENCH_SINGLE) {
 				forget_flow4(dp, pkt, c->pkt.proto);
 				err = c->mode == BENCH_NEW_FLOW
 					      ? 0
@@ -250,7 +370,13 @@ static int measure(struct loupe_datapath *dp, int prog_fd, const struct bench_ca
 /* One line of the table: a case, on the datapath of a set or of none. */
 struct bench_row {
 	const struct bench_case *c;
-	int set; /* index in policy_sets[]; -1: no policy */
+	int set;		   /* index in policy_sets[]; -1: no policy */
+	int with;		   /* rewrite rows: 1 with the set in force, 0 without; else -1 */
+	struct loupe_datapath *dp; /* the datapath it runs on */
+	enum loupe_direction dir;
+	/* the run before the rounds: packets counted as rewritten; the frame's bytes changed */
+	uint64_t rewritten;
+	bool changed;
 	struct loupe_pkt_spec spec;
 	struct loupe_pkt pkt, syn;
 	struct bench_policy_rule rule; /* cidr_rule: the rule the packet is sent for */
@@ -304,21 +430,80 @@ static int policy_datapath(unsigned int n_rules, struct loupe_datapath **ret_dp,
 	return err;
 }
 
+/* A datapath with the set of @json in force for "lo", the interface of test runs. */
+static int json_datapath(const char *json, struct loupe_datapath **ret_dp,
+			 struct loupe_policy_runtime **ret_rt)
+{
+	struct loupe_policy_iface lo = { .ifindex = 1, .name = "lo" };
+	struct loupe_datapath_opts opts = { 0 };
+	struct loupe_policy_set set = LOUPE_POLICY_SET_INIT;
+	struct loupe_policy_error perr = { 0 };
+	int err;
+
+	err = loupe_datapath_open(&opts, on_record, NULL, ret_dp);
+	if (!err)
+		err = loupe_policy_runtime_open(*ret_dp, ret_rt);
+	if (!err)
+		err = loupe_policy_parse(json, strlen(json), "bench", &set, &perr);
+	if (!err)
+		err = loupe_policy_apply(*ret_rt, &set, &lo, 1, &perr);
+	if (err)
+		fprintf(stderr, "bench-datapath: a datapath with a rewrite set: %s%s%s%s%s\n",
+			strerror(-err), perr.path[0] ? ": " : "", perr.path,
+			perr.message[0] ? ": " : "", perr.message);
+	loupe_policy_set_clear(&set);
+	return err;
+}
+
+/* The flow's opener of a rewrite row: a SYN to the virtual address, or the packet's source. */
+static int opener_of(const struct bench_row *row, struct loupe_pkt *ret)
+{
+	const struct bench_case *c = row->c;
+	struct loupe_pkt_spec syn = {
+		.ipv6 = c->pkt.ipv6,
+		.dst = row->with ? c->open_dst : c->pkt.src,
+		.proto = c->pkt.proto,
+		.sport = row->spec.dport,
+		.dport = row->with ? c->open_dport : c->pkt.sport,
+		.tcp = { .flags = LOUPE_TCP_SYN, .seq = SYN_SEQ },
+	};
+
+	return loupe_pkt_build(&syn, ret);
+}
+
+/* Tokens in the bucket of "lo", egress, of @dp: what the rate row took shows there. */
+static int rate_tokens(struct loupe_datapath *dp, uint64_t *ret_tokens, uint64_t *ret_burst)
+{
+	struct loupe_rate_key key = { .ifindex = 1, .direction = LOUPE_DIR_POD_EGRESS };
+	struct loupe_rate r;
+	int fd = loupe_datapath_map_fd(dp, LOUPE_MAP_RATE);
+
+	if (fd < 0)
+		return fd;
+	if (bpf_map_lookup_elem(fd, &key, &r))
+		return -errno;
+	*ret_tokens = r.tokens;
+	*ret_burst = r.burst;
+	return 0;
+}
+
 int main(void)
 {
 	const size_t ncases = sizeof(cases) / sizeof(cases[0]);
 	struct loupe_datapath_opts opts = { 0 };
-	struct loupe_datapath *dp = NULL, *dp_set[N_SETS] = { 0 };
-	struct loupe_policy_runtime *rt[N_SETS] = { 0 };
+	struct loupe_datapath *dp = NULL, *dp_set[N_SETS] = { 0 }, *dp_rw = NULL, *dp_rate = NULL;
+	struct loupe_policy_runtime *rt[N_SETS] = { 0 }, *rt_rw = NULL, *rt_rate = NULL;
+	uint64_t tokens0 = 0, tokens1 = 0, burst = 0;
 	struct loupe_empty_bpf *empty = NULL;
 	struct bench_row *rows = NULL;
 	double base_repeat = 0, base_one_shot = 0;
-	uint64_t submitted = 0, lost = 0;
+	uint64_t submitted = 0, lost = 0, rw_failed = 0;
 	struct loupe_counters cnt;
 	int ret = EXIT_FAILURE;
 	size_t i, n = 0;
 	int err;
 
+	memset(bulk, 'x', sizeof(bulk));
 	err = loupe_datapath_open(&opts, on_record, NULL, &dp);
 	if (err) {
 		fprintf(stderr, "bench-datapath: loupe_datapath_open: %s%s\n", strerror(-err),
@@ -328,26 +513,38 @@ int main(void)
 	for (i = 0; i < N_SETS; i++)
 		if (policy_sets[i] && policy_datapath(policy_sets[i], &dp_set[i], &rt[i]))
 			goto out;
+	if (json_datapath(RW_SET, &dp_rw, &rt_rw) || json_datapath(RATE_SET, &dp_rate, &rt_rate))
+		goto out;
 	empty = loupe_empty_bpf__open_and_load();
 	if (!empty) {
 		fprintf(stderr, "bench-datapath: loading loupe_empty: %s\n", strerror(errno));
 		goto out;
 	}
 
-	/* the rows: a policy case once per set, next to each other */
-	rows = calloc(ncases * N_SETS, sizeof(*rows));
+	/* the rows: a policy case once per set, a rewrite case without and with, next to each
+	 * other */
+	rows = calloc(ncases * (N_SETS > 2 ? N_SETS : 2), sizeof(*rows));
 	if (!rows)
 		goto out;
 	for (i = 0; i < ncases; i++)
-		for (size_t k = 0; k < (cases[i].policy ? N_SETS : 1); k++) {
+		for (size_t k = 0; k < (cases[i].policy ? N_SETS : cases[i].rewrite ? 2 : 1); k++) {
 			struct bench_row *row = &rows[n];
 
 			row->c = &cases[i];
 			row->set = cases[i].policy ? (int)k : -1;
+			row->with = cases[i].rewrite ? (int)k : -1;
+			row->dp = cases[i].policy && dp_set[k] ? dp_set[k]
+				  : row->with == 1	       ? (cases[i].rate ? dp_rate : dp_rw)
+							       : dp;
+			row->dir = cases[i].reply ? LOUPE_DIR_POD_INGRESS : LOUPE_DIR_POD_EGRESS;
 			row->spec = cases[i].pkt;
-			row->spec.sport = 30000 + n++;
+			/* the pod's port: its source, or the destination of the peer's reply */
+			if (cases[i].reply)
+				row->spec.dport = 30000 + n++;
+			else
+				row->spec.sport = 30000 + n++;
 			/* the client's first byte: a policy judges a request only from there */
-			if (cases[i].setup_syn)
+			if (cases[i].setup_syn && !cases[i].reply)
 				row->spec.tcp.seq = SYN_SEQ + 1;
 			if (cases[i].cidr_rule && cidr_rule_of(policy_sets[k], row)) {
 				fprintf(stderr, "bench-datapath: %s: no such rule\n",
@@ -358,11 +555,14 @@ int main(void)
 
 	for (i = 0; i < n; i++) {
 		struct bench_row *row = &rows[i];
-		struct loupe_datapath *rdp =
-			row->set < 0 || !dp_set[row->set] ? dp : dp_set[row->set];
+		struct loupe_datapath *rdp = row->dp;
+		struct loupe_counters before, after;
+		static uint8_t out[LOUPE_PKT_MAX];
+		size_t out_len = 0;
 		int rc;
 
-		if (loupe_pkt_build(&row->spec, &row->pkt) || syn_of(&row->spec, &row->syn)) {
+		if (loupe_pkt_build(&row->spec, &row->pkt) ||
+		    (row->c->reply ? opener_of(row, &row->syn) : syn_of(&row->spec, &row->syn))) {
 			fprintf(stderr, "bench-datapath: %s: cannot build the packet\n",
 				row->c->name);
 			goto out;
@@ -383,8 +583,18 @@ int main(void)
 		/* what the program does with the packet, on a flow as measure() leaves it */
 		if (row->c->mode == BENCH_NEW_FLOW)
 			forget_flow4(rdp, &row->pkt, row->spec.proto);
-		err = loupe_datapath_run(rdp, LOUPE_DIR_POD_EGRESS, row->pkt.buf, row->pkt.len, 0,
-					 &row->tc_action);
+		if (row->c->rate && row->with == 1 && rate_tokens(rdp, &tokens0, &burst))
+			tokens0 = 0;
+		err = loupe_datapath_read_counters(rdp, &before);
+		if (!err)
+			err = loupe_datapath_run_out(rdp, row->dir, row->pkt.buf, row->pkt.len, 0,
+						     out, sizeof(out), &out_len, &row->tc_action);
+		if (!err && !loupe_datapath_read_counters(rdp, &after))
+			row->rewritten = after.rewritten[row->dir] - before.rewritten[row->dir];
+		row->changed = !err &&
+			       (out_len != row->pkt.len || memcmp(out, row->pkt.buf, out_len) != 0);
+		if (!err && row->c->rate && row->with == 1 && rate_tokens(rdp, &tokens1, &burst))
+			tokens1 = 0;
 		loupe_datapath_drain(rdp);
 		if (err) {
 			fprintf(stderr, "bench-datapath: %s: %s\n", row->c->name, strerror(-err));
@@ -394,13 +604,11 @@ int main(void)
 	for (int r = 0; r < ROUNDS; r++)
 		for (i = 0; i < n; i++) {
 			struct bench_row *row = &rows[i];
-			struct loupe_datapath *rdp =
-				row->set < 0 || !dp_set[row->set] ? dp : dp_set[row->set];
-			int prog_fd = row->c->baseline
-					      ? bpf_program__fd(empty->progs.loupe_empty)
-					      : loupe_datapath_prog_fd(rdp, LOUPE_DIR_POD_EGRESS);
+			int prog_fd = row->c->baseline ? bpf_program__fd(empty->progs.loupe_empty)
+						       : loupe_datapath_prog_fd(row->dp, row->dir);
 
-			err = measure(rdp, prog_fd, row->c, &row->pkt, &row->syn, &row->runs[r]);
+			err = measure(row->dp, prog_fd, row->c, &row->pkt, &row->syn,
+				      &row->runs[r]);
 			if (err) {
 				fprintf(stderr, "bench-datapath: %s: %s\n", row->c->name,
 					strerror(-err));
@@ -426,10 +634,16 @@ int main(void)
 	       "  \"policy:\" rows: \"set\" rules in force (none: the same packet without a\n"
 	       "  policy), CIDR/port rules (%d to a policy)\n"
 	       "  then the 6 AI egress rules of docs/policy.md, which judge the L7 rows;\n"
+	       "  \"rewrite:\" rows: %u single runs each (a rewritten packet is not run again as\n"
+	       "  it was left), on the same flow without (none) and with the rewrite set (rw) or\n"
+	       "  the rate limit (rate) in force, against the empty program run the same way\n"
+	       "  (single runs carry the timer's own cost, in the baseline too); +ns: over the\n"
+	       "  row without; rw, on the run before the rounds: c, the program counted the\n"
+	       "  packet rewritten; b, the frame's bytes changed (a pushed tag is metadata);\n"
 	       "  tc: what the program returned for the packet on a run before the rounds\n\n",
-	       ROUNDS, REPEAT, CHUNK, ONE_SHOTS, BENCH_POLICY_PER_POLICY);
-	printf("%-34s %6s %6s %10s %8s %8s  %s\n", "case", "set", "tc", "ns/packet", "ratio",
-	       "target", "");
+	       ROUNDS, REPEAT, CHUNK, ONE_SHOTS, BENCH_POLICY_PER_POLICY, ONE_SHOTS);
+	printf("%-34s %6s %6s %3s %10s %8s %8s %8s  %s\n", "case", "set", "tc", "rw", "ns/packet",
+	       "+ns", "ratio", "target", "");
 	for (i = 0; i < n; i++) {
 		const struct bench_row *row = &rows[i];
 		const struct bench_case *c = row->c;
@@ -438,22 +652,32 @@ int main(void)
 		double ratio = base > 0 ? row->median / base : 0;
 		/* the targets of policy rows are for a set in force */
 		double goal = row->set >= 0 && !policy_sets[row->set] ? 0 : c->target;
-		char target[16] = "-", set[16] = "-", tc[16] = "-";
+		char target[16] = "-", set[16] = "-", tc[16] = "-", rw[8] = "-", plus[16] = "-";
 
 		if (goal > 0)
 			snprintf(target, sizeof(target), "<= %.1fx", goal);
 		if (row->set >= 0 && policy_sets[row->set])
 			snprintf(set, sizeof(set), "%u", policy_sets[row->set]);
-		else if (row->set >= 0)
+		else if (row->set >= 0 || row->with == 0)
 			snprintf(set, sizeof(set), "none");
+		else if (row->with == 1)
+			snprintf(set, sizeof(set), "%s", c->rate ? "rate" : "rw");
+		if (row->with >= 0 && !c->rate)
+			snprintf(rw, sizeof(rw), "%s%s", row->rewritten ? "c" : "",
+				 row->changed ? "b" : "");
+		if (row->with >= 0 && !c->rate && !rw[0])
+			snprintf(rw, sizeof(rw), "no");
+		/* the row without is the one before */
+		if (row->with == 1)
+			snprintf(plus, sizeof(plus), "%+.1f", row->median - row[-1].median);
 		if (!c->baseline)
 			snprintf(tc, sizeof(tc), "%s",
 				 row->tc_action == TC_ACT_SHOT ? "drop"
 				 : row->tc_action == TC_ACT_OK || row->tc_action == TC_ACT_UNSPEC
 					 ? "pass"
 					 : "other");
-		printf("%-34s %6s %6s %10.1f %7.2fx %8s  %s\n", c->name, set, tc, row->median,
-		       ratio, target,
+		printf("%-34s %6s %6s %3s %10.1f %8s %7.2fx %8s  %s\n", c->name, set, tc, rw,
+		       row->median, plus, ratio, target,
 		       goal <= 0       ? ""
 		       : ratio <= goal ? "ok"
 				       : "over");
@@ -465,18 +689,27 @@ int main(void)
 			       rows[i].c->name, policy_sets[rows[i].set], rows[i].rule_index,
 			       rows[i].rule_index, policy_sets[rows[i].set], rows[i].rule.addr,
 			       rows[i].rule.prefix, rows[i].rule.port);
-	for (i = 0; i <= N_SETS; i++) {
-		if (i < N_SETS && !dp_set[i])
-			continue;
-		if (loupe_datapath_read_counters(i < N_SETS ? dp_set[i] : dp, &cnt))
+	printf("rate: %llu bytes taken from the bucket by the run before the rounds (burst %llu)\n",
+	       (unsigned long long)(tokens0 - tokens1), (unsigned long long)burst);
+	printf("\nrw, the rewrite set (for \"lo\"):\n%s\nrate, the rate limit (for \"lo\"):\n%s\n",
+	       RW_SET, RATE_SET);
+	for (i = 0; i <= N_SETS + 2; i++) {
+		struct loupe_datapath *d = i < N_SETS	     ? dp_set[i]
+					   : i == N_SETS     ? dp
+					   : i == N_SETS + 1 ? dp_rw
+							     : dp_rate;
+
+		if (!d || loupe_datapath_read_counters(d, &cnt))
 			continue;
 		for (int k = 0; k < LOUPE_EV_KIND_MAX; k++) {
 			submitted += cnt.events[k];
 			lost += cnt.events_lost[k];
 		}
+		rw_failed += cnt.rewrite_failed;
 	}
-	printf("events: %llu submitted, %llu lost (ring buffer full)\n",
-	       (unsigned long long)submitted, (unsigned long long)lost);
+	printf("events: %llu submitted, %llu lost (ring buffer full); rewrites failed: %llu\n",
+	       (unsigned long long)submitted, (unsigned long long)lost,
+	       (unsigned long long)rw_failed);
 	ret = EXIT_SUCCESS;
 out:
 	free(rows);
@@ -485,6 +718,10 @@ out:
 		loupe_policy_runtime_free(rt[i]);
 		loupe_datapath_free(dp_set[i]);
 	}
+	loupe_policy_runtime_free(rt_rw);
+	loupe_policy_runtime_free(rt_rate);
+	loupe_datapath_free(dp_rw);
+	loupe_datapath_free(dp_rate);
 	loupe_datapath_free(dp);
 	return ret;
 }

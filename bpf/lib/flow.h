@@ -113,8 +113,8 @@ __noinline int loupe_flow_miss(struct __sk_buff *skb, int dir, __u64 now)
 	const struct loupe_pkt *pkt;
 	union loupe_any_flow_key *key;
 	struct loupe_flow *fresh;
+	bool ipv6, limited;
 	int verdict;
-	bool ipv6;
 
 	if (!s || !cnt || !skb)
 		return -1;
@@ -132,8 +132,10 @@ __noinline int loupe_flow_miss(struct __sk_buff *skb, int dir, __u64 now)
 		cnt->rewrite_failed++;
 		return -1;
 	}
-	if (verdict > 0)
+	if (verdict > 0) {
+		cnt->rewritten[dir]++;
 		return dir | LOUPE_FLOW_MISS_REVERSED;
+	}
 
 	if (loupe_cfg_replay) {
 		/* a capture has no hooks: the flow's first packet decides who the pod is */
@@ -165,15 +167,16 @@ __noinline int loupe_flow_miss(struct __sk_buff *skb, int dir, __u64 now)
 	loupe_flow_report_start(skb, pkt, dir, now, cnt);
 
 	verdict = loupe_policy_judge(skb, dir, LOUPE_JUDGE_FIRST, now);
-	if (LOUPE_JUDGED_VERDICT(verdict) != LOUPE_VERDICT_NONE || s->pol.rewrite ||
-	    loupe_rate_limited_pod(skb)) {
+	/* metered when its pod has a limit: looked up only when the set in force has limits */
+	limited = (s->pol.flags & LOUPE_POL_HAS_RATE_LIMITS) && loupe_rate_limited_pod(skb);
+	if (LOUPE_JUDGED_VERDICT(verdict) != LOUPE_VERDICT_NONE || s->pol.rewrite || limited) {
 		struct loupe_flow *flow = loupe_flow_lookup(ipv6, key);
 
 		if (flow) {
 			flow->verdict = LOUPE_JUDGED_VERDICT(verdict);
 			flow->verdict_bit = LOUPE_JUDGED_BIT(verdict);
 			loupe_rewrite_begin(s, flow, s->pol.rewrite, s->pol.slot, dir);
-			if (loupe_rate_limited_pod(skb))
+			if (limited)
 				flow->state |= LOUPE_FLOW_RATE_LIMITED;
 		}
 	}

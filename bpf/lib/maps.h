@@ -217,6 +217,7 @@ struct loupe_policy_work {
 	__u32 rewrite;	     /* the judge's find: the first rewrite entry that fits + 1, 0: none */
 	__u32 slot;	     /* the slot the judge read */
 	__u32 generation;    /* ... and its set's generation */
+	__u32 flags;	     /* ... and its flags (enum loupe_policy_meta_flags) */
 	__u32 host_name_len; /* the Host of s->ev.http without its port */
 	__u32 host_port;     /* its port, 0 when it gives none */
 };

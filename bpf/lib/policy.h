@@ -457,12 +457,16 @@ __noinline int loupe_policy_judge(struct __sk_buff *skb, int dir, int l7, __u64 
 	w = &s->pol;
 	pkt = &s->pkt;
 	w->rewrite = 0;
+	w->flags = 0;
 	active = bpf_map_lookup_elem(&loupe_pol_active, &zero);
 	if (!active)
 		return LOUPE_VERDICT_NONE;
 	slot = *active & 1;
 	meta = bpf_map_lookup_elem(&loupe_pol_meta, &slot);
-	if (!meta || !meta->n_bits)
+	if (!meta)
+		return LOUPE_VERDICT_NONE;
+	w->flags = meta->flags; /* a set of rate limits alone has flags and no bits */
+	if (!meta->n_bits)
 		return LOUPE_VERDICT_NONE;
 	w->generation = meta->generation;
 
