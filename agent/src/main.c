@@ -576,6 +576,19 @@ static void agent_publish_metrics(struct agent *a)
 		snap.rule_hits = a->policy.hits;
 		snap.n_rule_hits = a->policy.n_hits;
 	}
+	if (a->ctl) {
+		struct loupe_rpc_agent_stats cs;
+
+		loupe_rpc_agent_get_stats(a->ctl, &cs);
+		snap.controller = true;
+		snap.controller_connected = cs.connected;
+		snap.controller_connects = cs.connects;
+		snap.events_sent = cs.events_sent;
+		snap.events_acked = cs.events_acked;
+		snap.events_buffered = cs.buffered;
+		snap.events_dropped = cs.events_dropped;
+		snap.controller_revision = cs.revision;
+	}
 	loupe_metrics_publish(a->metrics, &snap);
 }
 

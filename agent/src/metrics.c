@@ -300,6 +300,29 @@ int loupe_metrics_format(const struct loupe_metrics_snapshot *s, const char *ver
 		    "knew.",
 		    s->verdicts_unnamed);
 
+	if (s->controller) {
+		put_gauge(f, "loupe_controller_connected",
+			  "1 while a stream to the controller is up, else 0.",
+			  s->controller_connected);
+		put_counter(f, "loupe_controller_connects_total",
+			    "Streams to the controller that got a first answer.",
+			    s->controller_connects);
+		put_counter(f, "loupe_controller_events_sent_total",
+			    "Events sent to the controller, resends included.", s->events_sent);
+		put_counter(f, "loupe_controller_events_acked_total",
+			    "Events the controller acknowledged (it has them).", s->events_acked);
+		put_gauge(f, "loupe_controller_events_buffered",
+			  "Events kept for the controller, not acknowledged yet.",
+			  s->events_buffered);
+		put_counter(f, "loupe_controller_events_dropped_total",
+			    "Events pushed out of the full buffer while the controller was away "
+			    "(reported in LOST events).",
+			    s->events_dropped);
+		put_gauge(f, "loupe_controller_policy_revision",
+			  "The controller's policy revision in force on this node.",
+			  s->controller_revision);
+	}
+
 	put_counter(f, "loupe_output_lines_total", "Event lines accepted by the standalone output.",
 		    s->output.lines);
 	put_counter(f, "loupe_output_bytes_total", "Bytes written by the standalone output.",

@@ -45,6 +45,15 @@ struct loupe_metrics_snapshot {
 	uint64_t policy_reloads_ok;	 /* sets applied after the first */
 	uint64_t policy_reloads_refused; /* reloads refused: the set in force stayed */
 	uint64_t verdicts_unnamed;	 /* POLICY_VERDICTs of a generation the agent forgot */
+	/* the controller connection (with --controller; all zero standalone) */
+	bool controller;	      /* the agent has one: the figures below are shown */
+	bool controller_connected;    /* a stream is up now */
+	uint64_t controller_connects; /* streams that got a first answer */
+	uint64_t events_sent;	      /* to the controller, resends included */
+	uint64_t events_acked;	      /* acknowledged: the controller has them */
+	uint64_t events_buffered;     /* kept now, not acknowledged yet */
+	uint64_t events_dropped;      /* pushed out of the full buffer (reported in LOST events) */
+	uint64_t controller_revision; /* the policy revision in force from the controller */
 	/* the set in force, in evaluation order; publish copies it, the caller keeps its own */
 	const struct loupe_metrics_rule_hits *rule_hits;
 	size_t n_rule_hits;

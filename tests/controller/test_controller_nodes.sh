@@ -94,7 +94,8 @@ start_agent() { # a|b
 	mkdir -p "$TMP/bpffs-$n"
 	mountpoint -q "$TMP/bpffs-$n" || mount -t bpf bpf "$TMP/bpffs-$n"
 	ip netns exec $ns "$AGENT" --node-name=node-$n --controller=$addr:9760 --insecure \
-		--bpffs-dir="$TMP/bpffs-$n/loupe" --state-dir="$TMP/state-$n" --metrics-addr=off \
+		--bpffs-dir="$TMP/bpffs-$n/loupe" --state-dir="$TMP/state-$n" \
+		--metrics-addr=127.0.0.1:9751 \
 		--flow-idle-timeout=1s --iface-globs='veth*' >/dev/null 2>>agent-$n.log &
 	if [ "$n" = a ]; then APID=$!; else BPID=$!; fi
 }
@@ -129,6 +130,17 @@ enforced() { # a|b: 8081 refused, 80 served
 	eval "srv=\$SRV_$1"
 	curl_in "$1" "$srv:80" && ! curl_in "$1" "$srv:8081"
 }
+agent_metrics() { ip netns exec lc$1$ID curl -s -m 2 http://127.0.0.1:9751/metrics; }
+controller_figures() { # a|b REVISION: the agent's /metrics shows the connection and revision
+	local m
+	m=$(agent_metrics "$1") &&
+		grep -qx 'loupe_controller_connected 1' <<<"$m" &&
+		grep -qx "loupe_controller_policy_revision $2" <<<"$m" &&
+		grep -q '^loupe_controller_events_acked_total ' <<<"$m"
+}
+# published every tick (1 s): waited for
+wait_for 5 "node a's /metrics shows the controller connection and revision $rev" \
+	controller_figures a "$rev" && ok "node a's /metrics shows the controller connection and revision $rev"
 check "node a enforces it (80 served, 8081 dropped)" enforced a
 check "node b enforces it (80 served, 8081 dropped)" enforced b
 has_both_nodes() {
