@@ -14,7 +14,6 @@
 #include "cmd.h"
 #include "ctl.h"
 #include "loupe/v1/policy.pb-c.h"
-#include "pbjson.h"
 #include "policy.h"
 
 int loupe_cmd_apply(int argc, char **argv);
@@ -89,33 +88,21 @@ static int apply_one(struct loupe_rpc_ctl *ctl, const struct loupe_ctl_conn *con
 	Loupe__V1__ApplyRequest req = LOUPE__V1__APPLY_REQUEST__INIT;
 	Loupe__V1__ApplyResponse *resp;
 	const char *kind = "file";
-	uint8_t *buf, *out = NULL;
-	size_t len, out_len;
 	char *text = read_input(path, &kind);
-	int rc = 1;
 
 	if (!text)
 		return 1;
 	req.json = text;
 	req.source = (char *)path;
 	req.dry_run = dry_run;
-	len = loupe__v1__apply_request__get_packed_size(&req);
-	buf = malloc(len + 1);
-	if (!buf)
-		goto out;
-	loupe__v1__apply_request__pack(&req, buf);
-	if (!loupe_ctl_call("apply", conn, ctl, LOUPE_RPC_POLICY_APPLY, buf, len, &out, &out_len))
-		goto out;
-	resp = loupe__v1__apply_response__unpack(NULL, out_len, out);
-	if (!resp) {
-		fprintf(stderr, "loupectl apply: the controller's answer does not decode\n");
-		goto out;
-	}
+	resp = (Loupe__V1__ApplyResponse *)loupe_ctl_call_pb(
+		"apply", conn, ctl, LOUPE_RPC_POLICY_APPLY, &req.base,
+		&loupe__v1__apply_response__descriptor);
+	free(text);
+	if (!resp)
+		return 1;
 	if (json) {
-		char *s = loupe_pbjson_to_string(&resp->base);
-
-		printf("%s\n", s ? s : "{}");
-		free(s);
+		loupe_ctl_print_json(&resp->base);
 	} else {
 		const char *dr = dry_run ? " (dry run)" : "";
 
@@ -130,12 +117,7 @@ static int apply_one(struct loupe_rpc_ctl *ctl, const struct loupe_ctl_conn *con
 		printf("revision %llu\n", (unsigned long long)resp->revision);
 	}
 	loupe__v1__apply_response__free_unpacked(resp, NULL);
-	rc = 0;
-out:
-	free(out);
-	free(buf);
-	free(text);
-	return rc;
+	return 0;
 }
 
 int loupe_cmd_apply(int argc, char **argv)

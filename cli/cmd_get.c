@@ -14,7 +14,6 @@
 #include "ctl.h"
 #include "loupe/v1/observer.pb-c.h"
 #include "loupe/v1/policy.pb-c.h"
-#include "pbjson.h"
 
 int loupe_cmd_get(int argc, char **argv);
 void loupe_cmd_get_usage(FILE *out);
@@ -66,17 +65,12 @@ static int get_policies(const struct loupe_ctl_conn *conn, struct loupe_rpc_ctl 
 {
 	Loupe__V1__ListPoliciesRequest req = LOUPE__V1__LIST_POLICIES_REQUEST__INIT;
 	Loupe__V1__ListPoliciesResponse *resp;
-	uint8_t buf[16], *out = NULL;
-	size_t len = loupe__v1__list_policies_request__pack(&req, buf), out_len;
 
-	if (!loupe_ctl_call("get", conn, ctl, LOUPE_RPC_POLICY_LIST, buf, len, &out, &out_len))
+	resp = (Loupe__V1__ListPoliciesResponse *)loupe_ctl_call_pb(
+		"get", conn, ctl, LOUPE_RPC_POLICY_LIST, &req.base,
+		&loupe__v1__list_policies_response__descriptor);
+	if (!resp)
 		return EXIT_FAILURE;
-	resp = loupe__v1__list_policies_response__unpack(NULL, out_len, out);
-	free(out);
-	if (!resp) {
-		fprintf(stderr, "loupectl get: the controller's answer does not decode\n");
-		return EXIT_FAILURE;
-	}
 	if (json) {
 		struct json_object *l = json_object_new_object(), *items = json_object_new_array(),
 				   *md = json_object_new_object();
@@ -161,22 +155,14 @@ static int get_agents(const struct loupe_ctl_conn *conn, struct loupe_rpc_ctl *c
 {
 	Loupe__V1__ListAgentsRequest req = LOUPE__V1__LIST_AGENTS_REQUEST__INIT;
 	Loupe__V1__ListAgentsResponse *resp;
-	uint8_t buf[16], *out = NULL;
-	size_t len = loupe__v1__list_agents_request__pack(&req, buf), out_len;
 
-	if (!loupe_ctl_call("get", conn, ctl, LOUPE_RPC_OBSERVER_AGENTS, buf, len, &out, &out_len))
+	resp = (Loupe__V1__ListAgentsResponse *)loupe_ctl_call_pb(
+		"get", conn, ctl, LOUPE_RPC_OBSERVER_AGENTS, &req.base,
+		&loupe__v1__list_agents_response__descriptor);
+	if (!resp)
 		return EXIT_FAILURE;
-	resp = loupe__v1__list_agents_response__unpack(NULL, out_len, out);
-	free(out);
-	if (!resp) {
-		fprintf(stderr, "loupectl get: the controller's answer does not decode\n");
-		return EXIT_FAILURE;
-	}
 	if (json) {
-		char *s = loupe_pbjson_to_string(&resp->base);
-
-		printf("%s\n", s ? s : "{}");
-		free(s);
+		loupe_ctl_print_json(&resp->base);
 	} else if (!resp->n_agents) {
 		printf("No agent has connected (controller revision %llu).\n",
 		       (unsigned long long)resp->revision);

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "ctl.h"
+#include "pbjson.h"
 
 static const char *env(const char *name)
 {
@@ -129,6 +130,37 @@ bool loupe_ctl_call(const char *cmd, const struct loupe_ctl_conn *conn, struct l
 		return true;
 	loupe_ctl_print_status(cmd, conn, st, msg);
 	return false;
+}
+
+ProtobufCMessage *loupe_ctl_call_pb(const char *cmd, const struct loupe_ctl_conn *conn,
+				    struct loupe_rpc_ctl *c, const char *method,
+				    const ProtobufCMessage *req,
+				    const ProtobufCMessageDescriptor *desc)
+{
+	size_t len = protobuf_c_message_get_packed_size(req), out_len;
+	uint8_t *buf = malloc(len + 1), *out = NULL;
+	ProtobufCMessage *m = NULL;
+
+	if (!buf)
+		return NULL;
+	protobuf_c_message_pack(req, buf);
+	if (loupe_ctl_call(cmd, conn, c, method, buf, len, &out, &out_len)) {
+		m = protobuf_c_message_unpack(desc, NULL, out_len, out);
+		if (!m)
+			fprintf(stderr, "loupectl %s: the controller's answer does not decode\n",
+				cmd);
+	}
+	free(out);
+	free(buf);
+	return m;
+}
+
+void loupe_ctl_print_json(const ProtobufCMessage *m)
+{
+	char *s = loupe_pbjson_to_string(m);
+
+	printf("%s\n", s ? s : "{}");
+	free(s);
 }
 
 void loupe_ctl_age(uint64_t then_ns, char *buf, size_t size)

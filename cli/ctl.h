@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <protobuf-c/protobuf-c.h>
+
 #include "ctl_client.h"
 
 #define LOUPE_CTL_DEFAULT_CONTROLLER "unix:/run/loupe/controller.sock"
@@ -67,6 +69,18 @@ struct loupe_rpc_ctl *loupe_ctl_connect(const char *cmd, const struct loupe_ctl_
 bool loupe_ctl_call(const char *cmd, const struct loupe_ctl_conn *conn, struct loupe_rpc_ctl *c,
 		    const char *method, const void *req, size_t len, uint8_t **ret,
 		    size_t *ret_len);
+
+/*
+ * loupe_ctl_call() of the message @req, its answer unpacked as a @desc message: to free with
+ * protobuf_c_message_free_unpacked(). NULL after printing why (nothing when out of memory).
+ */
+ProtobufCMessage *loupe_ctl_call_pb(const char *cmd, const struct loupe_ctl_conn *conn,
+				    struct loupe_rpc_ctl *c, const char *method,
+				    const ProtobufCMessage *req,
+				    const ProtobufCMessageDescriptor *desc);
+
+/* Prints @m as JSON and a newline ("{}" when it cannot be converted). */
+void loupe_ctl_print_json(const ProtobufCMessage *m);
 
 /* Prints the sentence for a failed call's @status and @msg. */
 void loupe_ctl_print_status(const char *cmd, const struct loupe_ctl_conn *conn, int status,

@@ -190,8 +190,7 @@ out:
 	return err;
 }
 
-/* Length of the well-formed UTF-8 sequence (RFC 3629) at @s, or 0 when there is none. */
-static size_t utf8_seq_len(const unsigned char *s, size_t n)
+size_t loupe_pbjson_utf8_len(const unsigned char *s, size_t n)
 {
 	unsigned char c = s[0];
 
@@ -230,7 +229,7 @@ static int encode_string(const char *s, struct json_object **ret)
 	char *copy = NULL;
 	int err;
 
-	while (i < n && (k = utf8_seq_len(u + i, n - i)))
+	while (i < n && (k = loupe_pbjson_utf8_len(u + i, n - i)))
 		i += k;
 	if (i == n) {
 		err = new_string(s, n, ret);
@@ -243,7 +242,7 @@ static int encode_string(const char *s, struct json_object **ret)
 		goto out;
 	}
 	for (i = 0; i < n; i += k) {
-		k = utf8_seq_len(u + i, n - i);
+		k = loupe_pbjson_utf8_len(u + i, n - i);
 		if (k) {
 			memcpy(copy + o, s + i, k);
 			o += k;

@@ -51,6 +51,12 @@ char *loupe_pbjson_to_string(const ProtobufCMessage *msg);
 int loupe_pbjson_json_name(const char *field_name, char *buf, size_t len);
 
 /*
+ * Length of the well-formed UTF-8 sequence (RFC 3629) at @s, of @n bytes (n >= 1), or 0 when
+ * there is none. What pbjson and the other JSON writers repair with U+FFFD, byte by byte.
+ */
+size_t loupe_pbjson_utf8_len(const unsigned char *s, size_t n);
+
+/*
  * Formats a google.protobuf.Timestamp as RFC 3339 in UTC with 0, 3, 6 or 9 fractional
  * digits, e.g. "1970-01-01T00:00:01Z", "2026-11-27T06:12:55.123456789Z". Returns 0,
  * -EINVAL when @seconds or @nanos are outside the range the type allows, -ENOSPC when

@@ -12,10 +12,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
+#include <grpc/slice.h>
 #include <grpc/support/log.h>
 
+#include "bb.h"
 #include "rpc.h"
 
 static const char *const status_names[] = {
@@ -348,4 +351,26 @@ int loupe_rpc_next_field(const uint8_t **p, const uint8_t *end, uint32_t *ret_fi
 	default:
 		return -EINVAL;
 	}
+}
+
+uint8_t *loupe_rpc_bb_read(grpc_byte_buffer *bb, size_t *ret_len)
+{
+	grpc_byte_buffer_reader rd;
+	grpc_slice all;
+	uint8_t *buf;
+	size_t len;
+
+	if (!grpc_byte_buffer_reader_init(&rd, bb))
+		return NULL;
+	all = grpc_byte_buffer_reader_readall(&rd);
+	grpc_byte_buffer_reader_destroy(&rd);
+	len = GRPC_SLICE_LENGTH(all);
+	buf = malloc(len + 1);
+	if (buf) {
+		memcpy(buf, GRPC_SLICE_START_PTR(all), len);
+		buf[len] = 0;
+	}
+	grpc_slice_unref(all);
+	*ret_len = len;
+	return buf;
 }

@@ -11,12 +11,12 @@
 #include <string.h>
 
 #include <grpc/byte_buffer.h>
-#include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/slice.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
+#include "bb.h"
 #include "ctl_client.h"
 
 struct loupe_rpc_ctl {
@@ -70,28 +70,6 @@ static grpc_byte_buffer *bb_copy(const void *data, size_t len)
 	return bb;
 }
 
-static uint8_t *bb_take(grpc_byte_buffer *bb, size_t *ret_len)
-{
-	grpc_byte_buffer_reader rd;
-	grpc_slice all;
-	uint8_t *buf;
-	size_t len;
-
-	if (!grpc_byte_buffer_reader_init(&rd, bb))
-		return NULL;
-	all = grpc_byte_buffer_reader_readall(&rd);
-	grpc_byte_buffer_reader_destroy(&rd);
-	len = GRPC_SLICE_LENGTH(all);
-	buf = malloc(len + 1);
-	if (buf) {
-		memcpy(buf, GRPC_SLICE_START_PTR(all), len);
-		buf[len] = 0;
-	}
-	grpc_slice_unref(all);
-	*ret_len = len;
-	return buf;
-}
-
 static void status_text(grpc_status_code st, grpc_slice details, char *msg, size_t size)
 {
 	char *d = grpc_slice_to_c_string(details);
@@ -109,6 +87,22 @@ static void auth_md(struct loupe_rpc_ctl *c, grpc_metadata *md, size_t *n)
 	md->key = grpc_slice_from_static_string("authorization");
 	md->value = grpc_slice_from_copied_string(c->auth);
 	*n = 1;
+}
+
+/*
+ * A call's first three ops, unary or stream: the metadata (*@md, *@nmd: the token, for the
+ * caller to unref once the batch is started), the request @out and the half-close.
+ */
+static void send_ops(struct loupe_rpc_ctl *c, grpc_op *ops, grpc_metadata *md, size_t *nmd,
+		     grpc_byte_buffer *out)
+{
+	auth_md(c, md, nmd);
+	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+	ops[0].data.send_initial_metadata.count = *nmd;
+	ops[0].data.send_initial_metadata.metadata = *nmd ? md : NULL;
+	ops[1].op = GRPC_OP_SEND_MESSAGE;
+	ops[1].data.send_message.send_message = out;
+	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
 }
 
 int loupe_rpc_ctl_unary(struct loupe_rpc_ctl *c, const char *method, const void *req, size_t len,
@@ -134,14 +128,8 @@ int loupe_rpc_ctl_unary(struct loupe_rpc_ctl *c, const char *method, const void 
 					NULL);
 	grpc_metadata_array_init(&rmd);
 	grpc_metadata_array_init(&tmd);
-	auth_md(c, &md, &nmd);
 	memset(ops, 0, sizeof(ops));
-	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-	ops[0].data.send_initial_metadata.count = nmd;
-	ops[0].data.send_initial_metadata.metadata = nmd ? &md : NULL;
-	ops[1].op = GRPC_OP_SEND_MESSAGE;
-	ops[1].data.send_message.send_message = out;
-	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+	send_ops(c, ops, &md, &nmd, out);
 	ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
 	ops[3].data.recv_initial_metadata.recv_initial_metadata = &rmd;
 	ops[4].op = GRPC_OP_RECV_MESSAGE;
@@ -159,7 +147,7 @@ int loupe_rpc_ctl_unary(struct loupe_rpc_ctl *c, const char *method, const void 
 	grpc_byte_buffer_destroy(out);
 	status_text(st, details, msg, msgsize);
 	if (st == GRPC_STATUS_OK && in)
-		*ret_resp = bb_take(in, ret_len);
+		*ret_resp = loupe_rpc_bb_read(in, ret_len);
 	else if (st == GRPC_STATUS_OK)
 		*ret_resp = calloc(1, 1);
 	if (in)
@@ -192,14 +180,8 @@ int loupe_rpc_ctl_stream(struct loupe_rpc_ctl *c, const char *method, const void
 					gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
 	grpc_metadata_array_init(&rmd);
 	grpc_metadata_array_init(&tmd);
-	auth_md(c, &md, &nmd);
 	memset(ops, 0, sizeof(ops));
-	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-	ops[0].data.send_initial_metadata.count = nmd;
-	ops[0].data.send_initial_metadata.metadata = nmd ? &md : NULL;
-	ops[1].op = GRPC_OP_SEND_MESSAGE;
-	ops[1].data.send_message.send_message = out;
-	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+	send_ops(c, ops, &md, &nmd, out);
 	grpc_call_start_batch(call, ops, 3, &t_start, NULL);
 	if (nmd)
 		grpc_slice_unref(md.value);
@@ -241,7 +223,7 @@ int loupe_rpc_ctl_stream(struct loupe_rpc_ctl *c, const char *method, const void
 			break;
 		{
 			size_t n;
-			uint8_t *data = bb_take(in, &n);
+			uint8_t *data = loupe_rpc_bb_read(in, &n);
 			int r = data ? fn(ctx, data, n) : 0;
 
 			free(data);

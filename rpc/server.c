@@ -15,13 +15,13 @@
 #include <unistd.h>
 
 #include <grpc/byte_buffer.h>
-#include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
+#include "bb.h"
 #include "server.h"
 
 enum tag_kind {
@@ -297,27 +297,6 @@ static void slot_release(struct req_slot *r)
 	r->payload = NULL;
 }
 
-/* The whole of @bb in one malloc'd block (*@ret_len bytes); NULL for a bad buffer. */
-static uint8_t *bb_read(grpc_byte_buffer *bb, size_t *ret_len)
-{
-	grpc_byte_buffer_reader rd;
-	grpc_slice all;
-	uint8_t *buf;
-	size_t len;
-
-	if (!grpc_byte_buffer_reader_init(&rd, bb))
-		return NULL;
-	all = grpc_byte_buffer_reader_readall(&rd);
-	grpc_byte_buffer_reader_destroy(&rd);
-	len = GRPC_SLICE_LENGTH(all);
-	buf = malloc(len ? len : 1);
-	if (buf)
-		memcpy(buf, GRPC_SLICE_START_PTR(all), len);
-	grpc_slice_unref(all);
-	*ret_len = len;
-	return buf;
-}
-
 static bool token_ok(const struct loupe_rpc_server *s, const grpc_metadata_array *md)
 {
 	static const char bearer[] = "Bearer ";
@@ -451,7 +430,7 @@ static void on_request(struct loupe_rpc_server *s, struct req_slot *r, bool succ
 		loupe_rpc_call_finish(c, LOUPE_RPC_INVALID_ARGUMENT, msg);
 	} else {
 		size_t len;
-		uint8_t *data = bb_read(r->payload, &len);
+		uint8_t *data = loupe_rpc_bb_read(r->payload, &len);
 
 		if (!data)
 			loupe_rpc_call_finish(c, LOUPE_RPC_INVALID_ARGUMENT,
@@ -492,7 +471,7 @@ static void on_recv(struct loupe_rpc_call *c, bool success)
 		return;
 	} else {
 		size_t len;
-		uint8_t *data = bb_read(bb, &len);
+		uint8_t *data = loupe_rpc_bb_read(bb, &len);
 
 		grpc_byte_buffer_destroy(bb);
 		if (!data) {

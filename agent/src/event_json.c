@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "event_json.h"
+#include "pbjson.h"
 
 #define NSEC_PER_SEC 1000000000ULL
 
@@ -192,33 +193,6 @@ static const char *protocol_name(uint8_t p)
 	}
 }
 
-/* Length of the well-formed UTF-8 sequence at @s, or 0: pbjson's utf8_seq_len(). */
-static size_t utf8_seq_len(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0];
-
-	if (c < 0xc2)
-		return 0;
-	if (c < 0xe0)
-		return n >= 2 && (s[1] & 0xc0) == 0x80 ? 2 : 0;
-	if (c < 0xf0) {
-		if (n < 3 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80)
-			return 0;
-		if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] >= 0xa0))
-			return 0;
-		return 3;
-	}
-	if (c < 0xf5) {
-		if (n < 4 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 ||
-		    (s[3] & 0xc0) != 0x80)
-			return 0;
-		if ((c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] >= 0x90))
-			return 0;
-		return 4;
-	}
-	return 0;
-}
-
 /*
  * A JSON string as pbjson + json-c write it: each byte outside well-formed UTF-8 as U+FFFD;
  * '"', '\\', \b \f \n \r \t with a backslash, other controls as \u00xx (lower-case hex);
@@ -239,7 +213,7 @@ static void put_str(struct jw *w, const char *s)
 			continue;
 		}
 		if (c >= 0x80) {
-			k = utf8_seq_len(u + i, n - i);
+			k = loupe_pbjson_utf8_len(u + i, n - i);
 			if (k) {
 				i += k;
 				continue;

@@ -246,6 +246,18 @@ static int error_simple(struct loupe_policy_error *e, int r, const char *source,
 	return r;
 }
 
+void loupe_policy_error_setf(struct loupe_policy_error *e, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!e)
+		return;
+	memset(e, 0, sizeof(*e));
+	va_start(ap, fmt);
+	vsnprintf(e->message, sizeof(e->message), fmt, ap);
+	va_end(ap);
+}
+
 int loupe_policy_error_format(const struct loupe_policy_error *e, char *buf, size_t size)
 {
 	char where[64] = "";
@@ -955,6 +967,24 @@ static int get_list(struct pctx *c, json_object *v, size_t *ret_n)
 	return 0;
 }
 
+/* The required "direction" member of @v: rules, rewrites and rate limits. */
+static int parse_direction(struct pctx *c, json_object *v, enum loupe_policy_direction *ret)
+{
+	json_object *f;
+	size_t old;
+	int r, e;
+
+	if (!member(v, "direction", &f))
+		return fail_at(c, "direction", "missing: egress or ingress");
+	old = push_key(c, "direction");
+	r = get_enum(c, f, direction_names, ARRAY_SIZE(direction_names), &e);
+	pop(c, old);
+	if (r < 0)
+		return r;
+	*ret = (enum loupe_policy_direction)e;
+	return 0;
+}
+
 /* ---- names, addresses, globs, labels ----------------------------------------------------- */
 
 /* DNS-1123 label: metadata.name and rule names. */
@@ -981,15 +1011,15 @@ static int check_label_name(struct pctx *c, const char *s, size_t len)
 	return 0;
 }
 
-/* The required "name" member of @v, a DNS-1123 label, copied to *@ret_name. */
-static int parse_object_name(struct pctx *c, json_object *v, const char *missing, char **ret_name)
+/* The required "name" member of @v (a @noun), a DNS-1123 label, copied to *@ret_name. */
+static int parse_object_name(struct pctx *c, json_object *v, const char *noun, char **ret_name)
 {
 	json_object *f;
 	size_t old;
 	int r;
 
 	if (!member(v, "name", &f))
-		return fail_at(c, "name", "%s", missing);
+		return fail_at(c, "name", "missing: every %s has a name (a DNS-1123 label)", noun);
 	old = push_key(c, "name");
 	r = want_string(c, f);
 	if (r == 0)
@@ -1786,6 +1816,150 @@ static bool match_is_empty(const struct loupe_policy_match *m)
 	return !m->n_cidrs && !m->n_ports && m->l7 == LOUPE_POLICY_L7_NONE;
 }
 
+/*
+ * Rules and rewrites are lists of entries that begin alike: a name (one namespace for both:
+ * events and metrics name them alike), a direction and a match. What tells them apart in
+ * their messages and their match is here.
+ */
+struct entry_head {
+	const char *name;
+	enum loupe_policy_direction direction;
+	const struct loupe_policy_match *match;
+};
+
+struct entry_kind {
+	const char *list;  /* the spec member: "rules" */
+	const char *noun;  /* "rule" */
+	const char *verb;  /* what an entry does to a flow: "match" */
+	const char *never; /* an entry hidden by an earlier one "never matches" */
+	const char *fits;  /* an earlier one "matches" every flow */
+	int max;
+	int (*parse_match)(struct pctx *c, json_object *v, struct loupe_policy_match *m);
+	struct entry_head (*head)(const struct loupe_policy *p, size_t i);
+};
+
+static int parse_rewrite_match(struct pctx *c, json_object *v, struct loupe_policy_match *m);
+
+static struct entry_head rule_head(const struct loupe_policy *p, size_t i)
+{
+	return (struct entry_head){ p->rules[i].name, p->rules[i].direction, &p->rules[i].match };
+}
+
+static struct entry_head rewrite_head(const struct loupe_policy *p, size_t i)
+{
+	return (struct entry_head){ p->rewrites[i].name, p->rewrites[i].direction,
+				    &p->rewrites[i].match };
+}
+
+static const struct entry_kind rule_kind = {
+	.list = "rules",
+	.noun = "rule",
+	.verb = "match",
+	.never = "never matches",
+	.fits = "matches",
+	.max = LOUPE_POLICY_RULES_MAX,
+	.parse_match = parse_match,
+	.head = rule_head,
+};
+
+static const struct entry_kind rewrite_kind = {
+	.list = "rewrites",
+	.noun = "rewrite",
+	.verb = "rewrite",
+	.never = "never applies",
+	.fits = "fits",
+	.max = LOUPE_POLICY_REWRITES_MAX,
+	.parse_match = parse_rewrite_match,
+	.head = rewrite_head,
+};
+
+/* An entry's object, its fields in @known, and its name, direction and match. */
+static int parse_entry_head(struct pctx *c, json_object *v, const struct entry_kind *kind,
+			    const char *const *known, char **ret_name,
+			    enum loupe_policy_direction *ret_direction,
+			    struct loupe_policy_match *m)
+{
+	json_object *f;
+	size_t old;
+	int r;
+
+	r = want_object(c, v);
+	if (r == 0)
+		r = check_fields(c, v, known);
+	if (r == 0)
+		r = parse_object_name(c, v, kind->noun, ret_name);
+	if (r == 0)
+		r = parse_direction(c, v, ret_direction);
+	if (r < 0)
+		return r;
+
+	if (!member(v, "match", &f))
+		return fail_at(c, "match", "missing: write \"match\": {} to %s every %s flow",
+			       kind->verb, direction_names[*ret_direction]);
+	old = push_key(c, "match");
+	r = kind->parse_match(c, f, m);
+	pop(c, old);
+	return r;
+}
+
+/* The array @v of at most kind->max entries of @size bytes: *@ret is NULL when it is empty. */
+static int entries_alloc(struct pctx *c, json_object *v, const struct entry_kind *kind, size_t size,
+			 void **ret, size_t *ret_n)
+{
+	size_t n;
+	int r;
+
+	r = want_array(c, v);
+	if (r < 0)
+		return r;
+	n = json_object_array_length(v);
+	if (n > (size_t)kind->max)
+		return fail(c, "%zu %s are too many: a policy has at most %d", n, kind->list,
+			    kind->max);
+	*ret_n = n;
+	if (n == 0)
+		return 0;
+	*ret = calloc(n, size);
+	return *ret ? 0 : oom(c);
+}
+
+/* @name, at "name" of the current entry, must not be the name of the first @n of @kind. */
+static int check_name_unique(struct pctx *c, const struct loupe_policy *p,
+			     const struct entry_kind *kind, size_t n, const char *name)
+{
+	size_t k;
+
+	for (k = 0; k < n; k++)
+		if (strcmp(kind->head(p, k).name, name) == 0)
+			return fail_at(c, "name", "\"%s\" is also the name of %s[%zu]", name,
+				       kind->list, k);
+	return 0;
+}
+
+/* The first entry that fits applies: one that fits every flow hides the later ones. */
+static void warn_hidden(struct pctx *c, const struct loupe_policy *p, const struct entry_kind *kind,
+			size_t n)
+{
+	struct entry_head hi, hk;
+	size_t i, k, old;
+
+	for (i = 0; i < n; i++) {
+		hi = kind->head(p, i);
+		for (k = 0; k < i; k++) {
+			hk = kind->head(p, k);
+			if (hk.direction == hi.direction && match_is_empty(hk.match))
+				break;
+		}
+		if (k == i)
+			continue;
+		old = push_index(c, i);
+		warn(c, "%s: %s[%zu] (\"%s\") before it %s every %s flow with \"match\": {}",
+		     kind->never, kind->list, k, hk.name, kind->fits,
+		     direction_names[hi.direction]);
+		pop(c, old);
+	}
+}
+
 static int parse_rule(struct pctx *c, json_object *v, struct loupe_policy_rule *rule)
 {
 	static const char *const known[] = { "name", "direction", "match", "action", NULL };
@@ -1793,32 +1967,7 @@ static int parse_rule(struct pctx *c, json_object *v, struct loupe_policy_rule *
 	size_t old;
 	int r, e;
 
-	r = want_object(c, v);
-	if (r == 0)
-		r = check_fields(c, v, known);
-	if (r < 0)
-		return r;
-
-	r = parse_object_name(c, v, "missing: every rule has a name (a DNS-1123 label)",
-			      &rule->name);
-	if (r < 0)
-		return r;
-
-	if (!member(v, "direction", &f))
-		return fail_at(c, "direction", "missing: egress or ingress");
-	old = push_key(c, "direction");
-	r = get_enum(c, f, direction_names, ARRAY_SIZE(direction_names), &e);
-	pop(c, old);
-	if (r < 0)
-		return r;
-	rule->direction = (enum loupe_policy_direction)e;
-
-	if (!member(v, "match", &f))
-		return fail_at(c, "match", "missing: write \"match\": {} to match every %s flow",
-			       direction_names[rule->direction]);
-	old = push_key(c, "match");
-	r = parse_match(c, f, &rule->match);
-	pop(c, old);
+	r = parse_entry_head(c, v, &rule_kind, known, &rule->name, &rule->direction, &rule->match);
 	if (r < 0)
 		return r;
 
@@ -2167,33 +2316,9 @@ static int parse_rewrite(struct pctx *c, json_object *v, struct loupe_policy_rew
 	json_object *f;
 	int64_t x;
 	size_t old;
-	int r, e;
+	int r;
 
-	r = want_object(c, v);
-	if (r == 0)
-		r = check_fields(c, v, known);
-	if (r < 0)
-		return r;
-	r = parse_object_name(c, v, "missing: every rewrite has a name (a DNS-1123 label)",
-			      &rw->name);
-	if (r < 0)
-		return r;
-
-	if (!member(v, "direction", &f))
-		return fail_at(c, "direction", "missing: egress or ingress");
-	old = push_key(c, "direction");
-	r = get_enum(c, f, direction_names, ARRAY_SIZE(direction_names), &e);
-	pop(c, old);
-	if (r < 0)
-		return r;
-	rw->direction = (enum loupe_policy_direction)e;
-
-	if (!member(v, "match", &f))
-		return fail_at(c, "match", "missing: write \"match\": {} to rewrite every %s flow",
-			       direction_names[rw->direction]);
-	old = push_key(c, "match");
-	r = parse_rewrite_match(c, f, &rw->match);
-	pop(c, old);
+	r = parse_entry_head(c, v, &rewrite_kind, known, &rw->name, &rw->direction, &rw->match);
 	if (r < 0)
 		return r;
 
@@ -2245,56 +2370,27 @@ static void rewrite_free(struct loupe_policy_rewrite *rw)
 
 static int parse_rewrites(struct pctx *c, json_object *v, struct loupe_policy *p)
 {
-	size_t n, i, k, old;
+	size_t n, i, old;
 	int r;
 
-	r = want_array(c, v);
+	r = entries_alloc(c, v, &rewrite_kind, sizeof(*p->rewrites), (void **)&p->rewrites, &n);
 	if (r < 0)
 		return r;
-	n = json_object_array_length(v);
-	if (n > LOUPE_POLICY_REWRITES_MAX)
-		return fail(c, "%zu rewrites are too many: a policy has at most %d", n,
-			    LOUPE_POLICY_REWRITES_MAX);
-	if (n == 0)
-		return 0;
-	p->rewrites = calloc(n, sizeof(*p->rewrites));
-	if (!p->rewrites)
-		return oom(c);
 	for (i = 0; i < n; i++) {
 		struct loupe_policy_rewrite *rw = &p->rewrites[i];
 
 		old = push_index(c, i);
 		p->n_rewrites++; /* freed by policy_free() from here on */
 		r = parse_rewrite(c, json_object_array_get_idx(v, i), rw);
-		/* events and metrics name rules and rewrites alike: one namespace */
-		for (k = 0; r == 0 && k < p->n_rules; k++)
-			if (strcmp(p->rules[k].name, rw->name) == 0)
-				r = fail_at(c, "name", "\"%s\" is also the name of rules[%zu]",
-					    rw->name, k);
-		for (k = 0; r == 0 && k < i; k++)
-			if (strcmp(p->rewrites[k].name, rw->name) == 0)
-				r = fail_at(c, "name", "\"%s\" is also the name of rewrites[%zu]",
-					    rw->name, k);
+		if (r == 0)
+			r = check_name_unique(c, p, &rule_kind, p->n_rules, rw->name);
+		if (r == 0)
+			r = check_name_unique(c, p, &rewrite_kind, i, rw->name);
 		pop(c, old);
 		if (r < 0)
 			return r;
 	}
-
-	/* the first entry that fits applies: one that fits every flow hides the later ones */
-	for (i = 0; i < n; i++) {
-		for (k = 0; k < i; k++)
-			if (p->rewrites[k].direction == p->rewrites[i].direction &&
-			    match_is_empty(&p->rewrites[k].match))
-				break;
-		if (k == i)
-			continue;
-		old = push_index(c, i);
-		warn(c,
-		     "never applies: rewrites[%zu] (\"%s\") before it fits every %s flow with "
-		     "\"match\": {}",
-		     k, p->rewrites[k].name, direction_names[p->rewrites[i].direction]);
-		pop(c, old);
-	}
+	warn_hidden(c, p, &rewrite_kind, n);
 	return 0;
 }
 
@@ -2318,21 +2414,15 @@ static int parse_rate_limit(struct pctx *c, json_object *v, struct loupe_policy_
 	json_object *f;
 	int64_t x;
 	size_t old;
-	int r, e;
+	int r;
 
 	r = want_object(c, v);
 	if (r == 0)
 		r = check_fields(c, v, known);
+	if (r == 0)
+		r = parse_direction(c, v, &rl->direction);
 	if (r < 0)
 		return r;
-	if (!member(v, "direction", &f))
-		return fail_at(c, "direction", "missing: egress or ingress");
-	old = push_key(c, "direction");
-	r = get_enum(c, f, direction_names, ARRAY_SIZE(direction_names), &e);
-	pop(c, old);
-	if (r < 0)
-		return r;
-	rl->direction = (enum loupe_policy_direction)e;
 
 	if (!member(v, "bytesPerSecond", &f))
 		return fail_at(c, "bytesPerSecond",
@@ -2468,51 +2558,25 @@ static int parse_selector(struct pctx *c, json_object *v, struct loupe_policy_se
 
 static int parse_rules(struct pctx *c, json_object *v, struct loupe_policy *p)
 {
-	size_t n, i, k, old;
+	size_t n, i, old;
 	int r;
 
-	r = want_array(c, v);
+	r = entries_alloc(c, v, &rule_kind, sizeof(*p->rules), (void **)&p->rules, &n);
 	if (r < 0)
 		return r;
-	n = json_object_array_length(v);
-	if (n > LOUPE_POLICY_RULES_MAX)
-		return fail(c, "%zu rules are too many: a policy has at most %d", n,
-			    LOUPE_POLICY_RULES_MAX);
-	if (n == 0)
-		return 0;
-	p->rules = calloc(n, sizeof(*p->rules));
-	if (!p->rules)
-		return oom(c);
 	for (i = 0; i < n; i++) {
 		struct loupe_policy_rule *rule = &p->rules[i];
 
 		old = push_index(c, i);
 		p->n_rules++; /* freed by policy_free() from here on */
 		r = parse_rule(c, json_object_array_get_idx(v, i), rule);
-		for (k = 0; r == 0 && k < i; k++)
-			if (strcmp(p->rules[k].name, rule->name) == 0)
-				r = fail_at(c, "name", "\"%s\" is also the name of rules[%zu]",
-					    rule->name, k);
+		if (r == 0)
+			r = check_name_unique(c, p, &rule_kind, i, rule->name);
 		pop(c, old);
 		if (r < 0)
 			return r;
 	}
-
-	/* a rule that matches every flow of a direction hides the later ones of that direction */
-	for (i = 0; i < n; i++) {
-		for (k = 0; k < i; k++)
-			if (p->rules[k].direction == p->rules[i].direction &&
-			    match_is_empty(&p->rules[k].match))
-				break;
-		if (k == i)
-			continue;
-		old = push_index(c, i);
-		warn(c,
-		     "never matches: rules[%zu] (\"%s\") before it matches every %s flow with "
-		     "\"match\": {}",
-		     k, p->rules[k].name, direction_names[p->rules[i].direction]);
-		pop(c, old);
-	}
+	warn_hidden(c, p, &rule_kind, n);
 	return 0;
 }
 
@@ -2595,8 +2659,7 @@ static int parse_metadata(struct pctx *c, json_object *v, struct loupe_policy *p
 	r = want_object(c, v);
 	if (r < 0)
 		return r;
-	r = parse_object_name(c, v, "missing: every policy has a name (a DNS-1123 label)",
-			      &p->name);
+	r = parse_object_name(c, v, "policy", &p->name);
 	if (r < 0)
 		return r;
 	if (member(v, "labels", &f)) {

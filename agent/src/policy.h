@@ -264,6 +264,13 @@ char *loupe_policy_set_to_json(const struct loupe_policy_set *set);
  */
 int loupe_policy_error_format(const struct loupe_policy_error *e, char *buf, size_t size);
 
+/*
+ * Sets *@e, when @e is not NULL, to a message with no source, path or position: what is
+ * refused after parsing (compiling, applying a set).
+ */
+void loupe_policy_error_setf(struct loupe_policy_error *e, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
 const char *loupe_policy_action_name(enum loupe_policy_action a);
 const char *loupe_policy_direction_name(enum loupe_policy_direction d);
 const char *loupe_policy_protocol_name(enum loupe_policy_protocol p);

@@ -7,7 +7,6 @@
  * (policy_compile.c) or for reading policy files.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,20 +112,6 @@ struct loupe_policy_runtime {
 	struct hit_total *totals; /* sorted by policy, then rule */
 	size_t n_totals, cap_totals;
 };
-
-static void error_set(struct loupe_policy_error *e, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void error_set(struct loupe_policy_error *e, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!e)
-		return;
-	memset(e, 0, sizeof(*e));
-	va_start(ap, fmt);
-	vsnprintf(e->message, sizeof(e->message), fmt, ap);
-	va_end(ap);
-}
 
 int loupe_policy_runtime_open(struct loupe_datapath *dp, struct loupe_policy_runtime **ret)
 {
@@ -785,38 +770,41 @@ int loupe_policy_apply(struct loupe_policy_runtime *rt, const struct loupe_polic
 	for (size_t i = 0; i < n_ifaces; i++)
 		n_iface_entries += loupe_policy_compiled_iface_bits(c, ifaces[i].name, &bits);
 	if (n_iface_entries > LOUPE_POL_IFACES_MAX / 2) {
-		error_set(ret_err,
-			  "the set selects %zu interfaces by name; the datapath holds at most %d",
-			  n_iface_entries, LOUPE_POL_IFACES_MAX / 2);
+		loupe_policy_error_setf(
+			ret_err,
+			"the set selects %zu interfaces by name; the datapath holds at most %d",
+			n_iface_entries, LOUPE_POL_IFACES_MAX / 2);
 		r = -EINVAL;
 		goto out;
 	}
 	if ((r = rates_wanted(c, ifaces, n_ifaces, &rates, &n_rates))) {
-		error_set(ret_err, "out of memory");
+		loupe_policy_error_setf(ret_err, "out of memory");
 		goto out;
 	}
 	if (n_rates > LOUPE_RATE_MAX) {
-		error_set(ret_err,
-			  "the set limits %zu interfaces and directions; the datapath holds at "
-			  "most %d",
-			  n_rates, LOUPE_RATE_MAX);
+		loupe_policy_error_setf(
+			ret_err,
+			"the set limits %zu interfaces and directions; the datapath holds at "
+			"most %d",
+			n_rates, LOUPE_RATE_MAX);
 		r = -EINVAL;
 		goto out;
 	}
 
 	if ((r = slot_clear(rt, slot))) {
-		error_set(ret_err, "clearing policy slot %u: %s", slot, strerror(-r));
+		loupe_policy_error_setf(ret_err, "clearing policy slot %u: %s", slot, strerror(-r));
 		goto undo;
 	}
 	rt->state[slot] = SLOT_UNKNOWN;
 	if ((r = slot_fill(rt, c, ifaces, n_ifaces, &failed))) {
-		error_set(ret_err, "writing %s: %s", map_names[failed], strerror(-r));
+		loupe_policy_error_setf(ret_err, "writing %s: %s", map_names[failed], strerror(-r));
 		goto undo;
 	}
 	if (slot_keys_keep(rt, c))
 		rt->state[slot] = SLOT_WRITTEN;
 	if ((r = bpf_map_update_elem(rt->fd[MAP_ACTIVE], &zero, &slot, BPF_ANY))) {
-		error_set(ret_err, "writing %s: %s", map_names[MAP_ACTIVE], strerror(-r));
+		loupe_policy_error_setf(ret_err, "writing %s: %s", map_names[MAP_ACTIVE],
+					strerror(-r));
 		goto undo;
 	}
 
@@ -837,8 +825,8 @@ int loupe_policy_apply(struct loupe_policy_runtime *rt, const struct loupe_polic
 
 	/* not slotted: the limits follow the set in force, written once it is */
 	if ((r = rates_sync(rt, rates, n_rates, rt->generation)))
-		error_set(ret_err, "the set is in force, but writing %s failed: %s",
-			  map_names[MAP_RATE], strerror(-r));
+		loupe_policy_error_setf(ret_err, "the set is in force, but writing %s failed: %s",
+					map_names[MAP_RATE], strerror(-r));
 	free(rates);
 	return r;
 

@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <fnmatch.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -771,29 +770,16 @@ static void rewrites_compile(struct loupe_policy_compiled *c)
 	}
 }
 
-static void error_set(struct loupe_policy_error *e, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void error_set(struct loupe_policy_error *e, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!e)
-		return;
-	memset(e, 0, sizeof(*e));
-	va_start(ap, fmt);
-	vsnprintf(e->message, sizeof(e->message), fmt, ap);
-	va_end(ap);
-}
-
 /* Both slots live in a map at once during an apply: a set may fill half of it. */
 static int check_capacity(const struct loupe_policy_entries *es, const char *map, const char *what,
 			  size_t capacity, struct loupe_policy_error *ret_err)
 {
 	if (es->n <= capacity / 2)
 		return 0;
-	error_set(ret_err,
-		  "the set needs %zu entries of %s (%s); the datapath holds at most %zu for a set",
-		  es->n, map, what, capacity / 2);
+	loupe_policy_error_setf(
+		ret_err,
+		"the set needs %zu entries of %s (%s); the datapath holds at most %zu for a set",
+		es->n, map, what, capacity / 2);
 	return -EINVAL;
 }
 
@@ -808,15 +794,17 @@ int loupe_policy_compile(const struct loupe_policy_set *set, uint8_t slot, uint3
 	int r;
 
 	if (n_rewrites > LOUPE_REWRITES_MAX) {
-		error_set(ret_err, "the set has %u rewrites; the datapath holds at most %u",
-			  n_rewrites, LOUPE_REWRITES_MAX);
+		loupe_policy_error_setf(ret_err,
+					"the set has %u rewrites; the datapath holds at most %u",
+					n_rewrites, LOUPE_REWRITES_MAX);
 		return -EINVAL;
 	}
 	if (n_bits > LOUPE_POLICY_BITS) {
-		error_set(ret_err,
-			  "the set has %u rules, default actions and rewrites; the datapath holds "
-			  "at most %u",
-			  n_bits, LOUPE_POLICY_BITS);
+		loupe_policy_error_setf(
+			ret_err,
+			"the set has %u rules, default actions and rewrites; the datapath holds "
+			"at most %u",
+			n_bits, LOUPE_POLICY_BITS);
 		return -EINVAL;
 	}
 

@@ -36,34 +36,6 @@ static void putc_(struct out *o, char c)
 	put(o, &c, 1);
 }
 
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0];
-
-	if (c < 0x80)
-		return 1;
-	if (c < 0xc2)
-		return 0;
-	if (c < 0xe0)
-		return n >= 2 && (s[1] & 0xc0) == 0x80 ? 2 : 0;
-	if (c < 0xf0) {
-		if (n < 3 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80)
-			return 0;
-		if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] >= 0xa0))
-			return 0;
-		return 3;
-	}
-	if (c < 0xf5) {
-		if (n < 4 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 ||
-		    (s[3] & 0xc0) != 0x80)
-			return 0;
-		if ((c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] >= 0x90))
-			return 0;
-		return 4;
-	}
-	return 0;
-}
-
 /* As json-c escapes (JSON_C_TO_STRING_NOSLASHESCAPE), after pbjson's UTF-8 repair. */
 static void put_string(struct out *o, const char *s)
 {
@@ -75,7 +47,7 @@ static void put_string(struct out *o, const char *s)
 	while (i < n && !o->err) {
 		unsigned char c = u[i];
 
-		k = utf8_len(u + i, n - i);
+		k = loupe_pbjson_utf8_len(u + i, n - i);
 		if (!k) {
 			put(o, "\xef\xbf\xbd", 3);
 			i++;
