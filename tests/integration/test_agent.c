@@ -19,7 +19,6 @@
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +37,7 @@
 #include <json-c/json.h>
 
 #include "loupe/datapath.h"
+#include "live.h"
 #include "tcview.h"
 
 #define AGENT_BIN LOUPE_BIN_DIR "/loupe-agent"
@@ -111,31 +111,6 @@ static struct {
 	int sink_fd;
 } t = { .orig_ns_fd = -1, .sink_fd = -1, .sender.fd = -1 };
 
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...)
-{
-	char cmd[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	return system(cmd);
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void pause_ms(int ms)
-{
-	nanosleep(&(struct timespec){ .tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000L }, NULL);
-}
-
 static void rm_tree(const char *dir)
 {
 	char path[PATH_MAX];
@@ -180,10 +155,10 @@ static void teardown(void)
 		close(t.orig_ns_fd);
 	/* the veths, their qdiscs and filters go with the host namespace; the peers with them */
 	if (t.host_ns_made)
-		run("ip netns del %s 2>/dev/null", t.host_ns);
+		loupe_live_sh("ip netns del %s 2>/dev/null", t.host_ns);
 	for (int i = 0; i < PODS_MAX; i++)
 		if (t.pod_ns_made[i])
-			run("ip netns del %s 2>/dev/null", t.pod[i].ns);
+			loupe_live_sh("ip netns del %s 2>/dev/null", t.pod[i].ns);
 	/* unmounting frees what is pinned there: the programs, the maps */
 	if (t.bpffs_mounted)
 		umount2(t.bpffs, MNT_DETACH);
@@ -225,7 +200,7 @@ static void setup(void)
 	snprintf(t.host_ns, sizeof(t.host_ns), "loupe-ta-%d-h", pid);
 	t.orig_ns_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
 	setup_check(t.orig_ns_fd >= 0, "own netns: %s", strerror(errno));
-	if (run("ip netns add %s", t.host_ns)) {
+	if (loupe_live_sh("ip netns add %s", t.host_ns)) {
 		teardown();
 		cr_skip_test("cannot make a network namespace (ip netns add)");
 	}
@@ -334,12 +309,12 @@ static void agent_reaped(pid_t pid)
 static int wait_exit(pid_t pid, double timeout_s)
 {
 	int pidfd = syscall(SYS_pidfd_open, pid, 0), status = -1;
-	double end = now_s() + timeout_s;
+	double end = loupe_live_now_s() + timeout_s;
 
 	cr_assert_geq(pidfd, 0, "pidfd_open %d: %s", pid, strerror(errno));
 	for (;;) {
 		struct pollfd p = { .fd = pidfd, .events = POLLIN };
-		int left = (int)((end - now_s()) * 1000);
+		int left = (int)((end - loupe_live_now_s()) * 1000);
 
 		if (waitpid(pid, &status, WNOHANG) == pid) {
 			agent_reaped(pid);
@@ -374,7 +349,7 @@ static pid_t agent_start(int n)
 static void agent_wait_log(int n, pid_t pid, const char *needle, double timeout_s)
 {
 	char err[PATH_MAX], *log;
-	double end = now_s() + timeout_s;
+	double end = loupe_live_now_s() + timeout_s;
 	int status;
 
 	tmp_path(err, sizeof(err), "agent%d.err", n);
@@ -386,12 +361,12 @@ static void agent_wait_log(int n, pid_t pid, const char *needle, double timeout_
 				"agent %d exited (status 0x%x) before logging %s; its log:\n%s", n,
 				status, needle, log);
 		}
-		if (now_s() > end) {
+		if (loupe_live_now_s() > end) {
 			log = slurp(err);
 			cr_assert_fail("agent %d: no %s within %.0f s; its log:\n%s", n, needle,
 				       timeout_s, log);
 		}
-		pause_ms(2);
+		loupe_live_pause_ms(2);
 	}
 }
 
@@ -427,7 +402,7 @@ static struct pod *pod_ns(int i, char tag)
 	snprintf(p->ns, sizeof(p->ns), "loupe-ta-%d-%c", getpid(), tag);
 	snprintf(p->host, sizeof(p->host), "lt%d%c", getpid(), tag);
 	p->idx = i;
-	cr_assert_eq(run("ip netns add %s", p->ns), 0, "ip netns add %s", p->ns);
+	cr_assert_eq(loupe_live_sh("ip netns add %s", p->ns), 0, "ip netns add %s", p->ns);
 	t.pod_ns_made[i] = true;
 	return p;
 }
@@ -435,10 +410,11 @@ static struct pod *pod_ns(int i, char tag)
 /* The pod's veth, made as a CNI plugin makes it: the peer is born in the pod as eth0. */
 static void pod_link(struct pod *p)
 {
-	cr_assert_eq(run("ip link add %s address 02:00:00:00:%02x:01 type veth peer name eth0 "
-			 "netns %s address 02:00:00:00:%02x:02",
-			 p->host, p->idx, p->ns, p->idx),
-		     0, "veth %s", p->host);
+	cr_assert_eq(
+		loupe_live_sh("ip link add %s address 02:00:00:00:%02x:01 type veth peer name eth0 "
+			      "netns %s address 02:00:00:00:%02x:02",
+			      p->host, p->idx, p->ns, p->idx),
+		0, "veth %s", p->host);
 	p->ifindex = if_nametoindex(p->host);
 	cr_assert_gt(p->ifindex, 0, "%s: %s", p->host, strerror(errno));
 }
@@ -449,14 +425,16 @@ static void pod_link(struct pod *p)
  */
 static void pod_config(struct pod *p)
 {
-	cr_assert_eq(run("ip link set %s up && ip addr add 198.19.%d.1/30 dev %s && "
-			 "ip -n %s link set lo up && ip -n %s link set eth0 up && "
-			 "ip -n %s addr add 198.19.%d.2/30 dev eth0 && "
-			 "ip -n %s neigh replace 198.19.%d.1 lladdr 02:00:00:00:%02x:01 dev eth0 "
-			 "nud permanent",
-			 p->host, p->idx, p->host, p->ns, p->ns, p->ns, p->idx, p->ns, p->idx,
-			 p->idx),
-		     0, "configuring %s", p->host);
+	cr_assert_eq(
+		loupe_live_sh(
+			"ip link set %s up && ip addr add 198.19.%d.1/30 dev %s && "
+			"ip -n %s link set lo up && ip -n %s link set eth0 up && "
+			"ip -n %s addr add 198.19.%d.2/30 dev eth0 && "
+			"ip -n %s neigh replace 198.19.%d.1 lladdr 02:00:00:00:%02x:01 dev eth0 "
+			"nud permanent",
+			p->host, p->idx, p->host, p->ns, p->ns, p->ns, p->idx, p->ns, p->idx,
+			p->idx),
+		0, "configuring %s", p->host);
 }
 
 static struct pod *pod_make(int i, char tag)
@@ -565,14 +543,14 @@ Test(agent, attach_within_one_second)
 
 	/* a pod made now: timed from just before its veth is made to loupe on both hooks */
 	b = pod_ns(1, 'b');
-	t0 = now_s();
+	t0 = loupe_live_now_s();
 	pod_link(b);
 	while (!both_hooks(b->ifindex, NULL)) {
-		if (now_s() - t0 > 5 * ATTACH_MAX_S)
+		if (loupe_live_now_s() - t0 > 5 * ATTACH_MAX_S)
 			break;
-		pause_ms(1);
+		loupe_live_pause_ms(1);
 	}
-	t1 = now_s();
+	t1 = loupe_live_now_s();
 	fprintf(stderr, "test_agent: %s attached on both hooks %.1f ms after its creation\n",
 		b->host, (t1 - t0) * 1000);
 	cr_assert(both_hooks(b->ifindex, NULL), "%s: not attached %.1f s after its creation",
@@ -584,7 +562,7 @@ Test(agent, attach_within_one_second)
 	agent_wait_log(0, agent, needle, 5);
 
 	/* the pod goes: detached, logged; the agent runs on and pod a keeps its filters */
-	cr_assert_eq(run("ip link del %s", b->host), 0);
+	cr_assert_eq(loupe_live_sh("ip link del %s", b->host), 0);
 	snprintf(needle, sizeof(needle), "msg=\"detached\" iface=%s ", b->host);
 	agent_wait_log(0, agent, needle, 5);
 	cr_expect(both_hooks(a->ifindex, NULL), "%s lost its filters when %s went", a->host,
@@ -690,16 +668,17 @@ Test(agent, uninstall_leaves_nothing)
 	free(after);
 	free(fresh);
 	/* nothing holds them any more: the programs and the flow map are freed, not just unlinked */
-	end = now_s() + 5;
+	end = loupe_live_now_s() + 5;
 	for (int i = 0; i < 3; i++) {
 		int fd;
 
 		while ((fd = i < 2 ? bpf_prog_get_fd_by_id(ids[i])
 				   : bpf_map_get_fd_by_id(ids[i])) >= 0) {
 			close(fd);
-			cr_assert(now_s() < end, "%s %u is still loaded 5 s after --uninstall",
+			cr_assert(loupe_live_now_s() < end,
+				  "%s %u is still loaded 5 s after --uninstall",
 				  i < 2 ? "program" : "flow map", ids[i]);
-			pause_ms(1);
+			loupe_live_pause_ms(1);
 		}
 	}
 }
@@ -709,9 +688,9 @@ Test(agent, uninstall_leaves_nothing)
 static void *sampler_main(void *arg)
 {
 	struct sampler *s = arg;
-	double end = now_s() + SAMPLE_MAX_S;
+	double end = loupe_live_now_s() + SAMPLE_MAX_S;
 
-	while (!atomic_load(&s->stop) && now_s() < end) {
+	while (!atomic_load(&s->stop) && loupe_live_now_s() < end) {
 		for (int hook = 0; hook < 2; hook++) {
 			uint32_t id = 0;
 			int err = hook_query(s->ifindex, hook, &id), k;
@@ -733,7 +712,7 @@ static void *sampler_main(void *arg)
 				s->more_ids = true;
 		}
 		atomic_fetch_add(&s->rounds, 1);
-		pause_ms(1);
+		loupe_live_pause_ms(1);
 	}
 	return NULL;
 }
@@ -805,18 +784,18 @@ static struct loupe_flow flow_get(int map_fd, const struct loupe_flow_key4 *key)
 static uint64_t flow_wait_egress(int map_fd, const struct loupe_flow_key4 *key, uint64_t n,
 				 double timeout_s, bool must, const char *what)
 {
-	double end = now_s() + timeout_s;
+	double end = loupe_live_now_s() + timeout_s;
 	uint64_t got;
 
 	while ((got = flow_get(map_fd, key).packets[LOUPE_DIR_POD_EGRESS]) < n) {
-		if (!must && now_s() >= end)
+		if (!must && loupe_live_now_s() >= end)
 			break;
-		cr_assert(now_s() < end,
+		cr_assert(loupe_live_now_s() < end,
 			  "%s: the flow counted %llu packets in %.0f s, waited for %llu; "
 			  "%lu sent, send error \"%s\"",
 			  what, (unsigned long long)got, timeout_s, (unsigned long long)n,
 			  atomic_load(&t.sender.sent), strerror(atomic_load(&t.sender.err)));
-		pause_ms(1);
+		loupe_live_pause_ms(1);
 	}
 	return got;
 }
@@ -877,14 +856,14 @@ Test(agent, restart_is_hitless)
 
 	/* kill -9: nothing is undone; a new agent on the same pins takes over */
 	rounds_at_kill = atomic_load(&t.sampler.rounds);
-	t_kill = now_s();
+	t_kill = loupe_live_now_s();
 	cr_assert_eq(kill(agent, SIGKILL), 0);
 	status = wait_exit(agent, EXIT_S);
 	cr_assert(status != -1 && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
 		  "the first agent: wait status 0x%x after SIGKILL", status);
 	agent = agent_start(1);
 	agent_wait_ready(1, agent);
-	t_ready = now_s();
+	t_ready = loupe_live_now_s();
 	rounds_at_ready = atomic_load(&t.sampler.rounds);
 	/* the new agent swapped its programs in before it said ready */
 	expect_pinned_programs(p, new_ids);

@@ -27,47 +27,29 @@
  *    discovery, caused by the test's own IPv6 traffic) is compared like TCP and UDP.
  */
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
-#include <glob.h>
-#include <net/if.h>
-#include <poll.h>
+#include <limits.h>
 #include <signal.h>
-#include <spawn.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/mount.h>
-#include <sys/stat.h>
-#include <sys/statfs.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
-#include <criterion/hooks.h>
 #include <json-c/json.h>
 
 #include "jsonget.h"
+#include "live.h"
 #include "tsv.h"
 
-#define AGENT_BIN LOUPE_BIN_DIR "/loupe-agent"
-#define PODS	  LOUPE_SOURCE_DIR "/scripts/pods"
-#define ID_ENV	  "LOUPE_TEST_TRAFFIC_ID" /* the runner's pid, set once (PRE_ALL) */
-
-#define BPF_FS_MAGIC_ 0xcafe4a11 /* linux/magic.h's BPF_FS_MAGIC */
+#define ID_ENV "LOUPE_TEST_TRAFFIC_ID" /* the runner's pid, set once (PRE_ALL) */
 
 /* Deadlines, seconds: every wait has one, none is a fixed sleep. */
-#define UP_S	 40.0 /* two CNI ADDs with IPv6 DAD, in parallel */
-#define SERVE_S	 20.0
-#define READY_S	 30.0 /* loading and verifying the programs on a slow machine */
 #define ATTACH_S 5.0
 #define LISTEN_S 10.0
 #define CLIENT_S 15.0 /* a backstop: each client is bounded itself (-m 5, +time=2, timeout 5) */
@@ -80,39 +62,30 @@
 #define WANT_UDP_FLOWS 1
 
 struct pod {
-	const char *name;
-	char ns[64];
-	char host_if[IF_NAMESIZE];
-	char v4[INET_ADDRSTRLEN];
-	char v6[INET6_ADDRSTRLEN];
+	struct loupe_live_pod pod;
 	char mac[18];	      /* eth0 in the pod */
 	unsigned int ifindex; /* host_if, in the node */
 };
 
+/* loupe_live: the node (loupe-tn<id>), pods (ltt<id>-), temp dir (/tmp/loupe-tt-<id>-*) */
 static struct {
-	int id;
-	char node[32];	 /* loupe-tn<id> */
-	char prefix[32]; /* ltt<id>- */
-	char env[4][160];
-	char *envp[5];
-	char tmp[64];
-	char bpffs[96];
-	char pin_dir[112];
-	pid_t agent, tcpdump;
+	pid_t tcpdump;
 	uint64_t listen_ns; /* CLOCK_REALTIME once tcpdump said it listens */
 } t;
 
-static struct pod server = { .name = "server" }, client = { .name = "client" };
+static struct pod server = { .pod.name = "server" }, client = { .pod.name = "client" };
+
+static void teardown(void);
+
+static const struct loupe_live_names live_names = {
+	.id_env = ID_ENV,
+	.node = "loupe-tn",
+	.pods = "ltt",
+	.tmp = "loupe-tt",
+	.teardown = teardown,
+};
 
 /* ------------------------------------------------------------------ small things */
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static uint64_t realtime_ns(void)
 {
@@ -122,343 +95,27 @@ static uint64_t realtime_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static void pause_ms(int ms)
-{
-	nanosleep(&(struct timespec){ .tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000L }, NULL);
-}
-
-/* A shell command for cleanup, where a failure is not news; its exit status. */
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static char *slurp(const char *path)
-{
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = fopen(path, "r");
-
-	if (!f)
-		return strdup("");
-	if (getdelim(&buf, &len, '\0', f) < 0) {
-		free(buf);
-		buf = strdup("");
-	}
-	fclose(f);
-	return buf;
-}
-
-static size_t count_in(const char *s, const char *needle)
-{
-	size_t n = 0;
-
-	for (; (s = strstr(s, needle)); s += strlen(needle))
-		n++;
-	return n;
-}
-
-static void tmp_path(char *buf, size_t size, const char *name)
-{
-	snprintf(buf, size, "%s/%s", t.tmp, name);
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
-/* FTW_MOUNT: never into a bpffs still mounted below (its pins are not files to delete) */
-static void rm_tree(const char *dir)
-{
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
-}
-
-static bool is_bpffs(const char *path)
-{
-	struct statfs sf;
-
-	return statfs(path, &sf) == 0 && (unsigned long)sf.f_type == BPF_FS_MAGIC_;
-}
-
-/* ------------------------------------------------------------------ processes */
-
-/* Starts @argv with stdin from /dev/null, stdout and stderr to files, the test's environment. */
-static pid_t proc_start(char *const argv[], const char *out, const char *err)
-{
-	posix_spawn_file_actions_t fa;
-	pid_t pid;
-	int rc;
-
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	posix_spawn_file_actions_addopen(&fa, 2, err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, t.envp);
-	posix_spawn_file_actions_destroy(&fa);
-	cr_assert_eq(rc, 0, "cannot run %s: %s", argv[0], strerror(rc));
-	return pid;
-}
-
-/* Waits up to @timeout_s for child @pid and reaps it: its wait status, or -1 (still running). */
-static int proc_wait(pid_t pid, double timeout_s)
-{
-	int pidfd = syscall(SYS_pidfd_open, pid, 0), status;
-	double end = now_s() + timeout_s;
-
-	for (;;) {
-		struct pollfd p = { .fd = pidfd, .events = POLLIN };
-		int left = (int)((end - now_s()) * 1000);
-
-		if (waitpid(pid, &status, WNOHANG) == pid)
-			break;
-		status = -1;
-		if (left <= 0)
-			break;
-		if (pidfd >= 0)
-			poll(&p, 1, left);
-		else
-			pause_ms(10);
-	}
-	if (pidfd >= 0)
-		close(pidfd);
-	return status;
-}
-
-/* Signals @pid, waits for it, SIGKILL after @timeout_s; its wait status. */
-static int proc_stop(pid_t pid, int sig, double timeout_s)
-{
-	int status;
-
-	kill(pid, sig);
-	status = proc_wait(pid, timeout_s);
-	if (status == -1) {
-		kill(pid, SIGKILL);
-		status = proc_wait(pid, 5);
-	}
-	return status;
-}
-
-static int exit_code(int status)
-{
-	if (status == -1)
-		return -1;
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-/*
- * Runs @argv to its end, at most @timeout_s (then kills it): its exit code, -1 on timeout.
- * Its stdout and stderr stay in <tmp>/<name>.out and .err; *ret_out gets stdout when asked.
- */
-static int proc_run(char *const argv[], const char *name, double timeout_s, char **ret_out)
-{
-	char out[PATH_MAX], err[PATH_MAX], base[96];
-	int status;
-	pid_t pid;
-
-	snprintf(base, sizeof(base), "%s.out", name);
-	tmp_path(out, sizeof(out), base);
-	snprintf(base, sizeof(base), "%s.err", name);
-	tmp_path(err, sizeof(err), base);
-	pid = proc_start(argv, out, err);
-	status = proc_wait(pid, timeout_s);
-	if (status == -1) {
-		kill(pid, SIGKILL);
-		proc_wait(pid, 5);
-	}
-	if (ret_out)
-		*ret_out = slurp(out);
-	return exit_code(status);
-}
-
-static char *run_err(const char *name)
-{
-	char path[PATH_MAX], base[96];
-
-	snprintf(base, sizeof(base), "%s.err", name);
-	tmp_path(path, sizeof(path), base);
-	return slurp(path);
-}
-
-/* Runs @argv, which must exit 0 within @timeout_s; its stdout. */
-static char *must_run(char *const argv[], const char *name, double timeout_s)
-{
-	char *out, *err;
-	int rc = proc_run(argv, name, timeout_s, &out);
-
-	if (rc != 0) {
-		err = run_err(name);
-		cr_assert_fail("%s: exit %d%s; stderr:\n%s\nstdout:\n%s", name, rc,
-			       rc == -1 ? " (timed out, killed)" : "", err, out);
-	}
-	return out;
-}
-
-/* ------------------------------------------------------------------ cleanup */
-
-/*
- * Removes everything of run @id: processes in its node namespace (its agent and tcpdump),
- * the agent's filters and pins, its pods, the node, its bpffs and temp dirs. Run by the test's
- * .fini, by the runner after the run, and for runs that died; each step is idempotent.
- */
-static void sweep_id(int id)
-{
-	char node[32], prefix[32], path[PATH_MAX], pattern[64];
-	bool node_there;
-	glob_t g = { 0 };
-	double end;
-
-	snprintf(node, sizeof(node), "loupe-tn%d", id);
-	snprintf(prefix, sizeof(prefix), "ltt%d-", id);
-	snprintf(path, sizeof(path), "/var/run/netns/%s", node);
-	node_there = access(path, F_OK) == 0;
-	snprintf(pattern, sizeof(pattern), "/tmp/loupe-tt-%d-*", id);
-	glob(pattern, 0, NULL, &g);
-
-	if (node_there) {
-		/* only this test runs anything in loupe-tn<id>: its agent, its tcpdump */
-		sh("ip netns pids %s 2>/dev/null | xargs -r kill -KILL 2>/dev/null", node);
-		end = now_s() + 5;
-		while (sh("test -z \"$(ip netns pids %s 2>/dev/null)\"", node) != 0 &&
-		       now_s() < end)
-			pause_ms(20);
-		for (size_t i = 0; i < g.gl_pathc; i++) {
-			snprintf(path, sizeof(path), "%s/bpffs", g.gl_pathv[i]);
-			if (is_bpffs(path))
-				sh("ip netns exec %s %s --uninstall --bpffs-dir %s/loupe "
-				   ">/dev/null "
-				   "2>&1",
-				   node, AGENT_BIN, path);
-		}
-	}
-	snprintf(path, sizeof(path), "/run/loupe-pods/%s", prefix);
-	if (access(path, F_OK) == 0)
-		sh("LOUPE_PODS_PREFIX=%s LOUPE_PODS_NODE=%s %s down-all >/dev/null 2>&1", prefix,
-		   node, PODS);
-	if (node_there)
-		sh("ip netns del %s 2>/dev/null", node);
-	for (size_t i = 0; i < g.gl_pathc; i++) {
-		snprintf(path, sizeof(path), "%s/bpffs", g.gl_pathv[i]);
-		/* unmounting frees what is pinned there */
-		while (is_bpffs(path) && umount2(path, MNT_DETACH) == 0)
-			;
-		rm_tree(g.gl_pathv[i]);
-	}
-	globfree(&g);
-}
-
-/* A zombie is dead too: a killed runner may wait a while for its reaper. */
-static bool pid_alive(int pid)
-{
-	char path[64], *stat, *paren;
-	bool alive;
-
-	if (kill(pid, 0) && errno == ESRCH)
-		return false;
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	stat = slurp(path);
-	paren = strrchr(stat, ')');
-	alive = !paren || strncmp(paren, ") Z", 3) != 0;
-	free(stat);
-	return alive;
-}
-
-/* The leftovers of runs whose runner is gone (killed, crashed): their names carry its pid. */
-static void sweep_dead_runs(void)
-{
-	static const char *const where[] = { "/var/run/netns", "/tmp" };
-
-	for (size_t w = 0; w < sizeof(where) / sizeof(where[0]); w++) {
-		DIR *d = opendir(where[w]);
-		struct dirent *e;
-
-		if (!d)
-			continue;
-		while ((e = readdir(d))) {
-			int pid = 0, end = 0;
-
-			/* loupe-tn<pid> in /var/run/netns, loupe-tt-<pid>-XXXXXX in /tmp */
-			if (w == 0 ? sscanf(e->d_name, "loupe-tn%d%n", &pid, &end) != 1 ||
-					     e->d_name[end]
-				   : sscanf(e->d_name, "loupe-tt-%d%n", &pid, &end) != 1 ||
-					     e->d_name[end] != '-')
-				continue;
-			if (pid <= 0 || pid == t.id || pid_alive(pid))
-				continue;
-			sweep_id(pid);
-		}
-		closedir(d);
-	}
-}
+/* ------------------------------------------------------------------ setup and cleanup */
 
 static void teardown(void)
 {
 	if (t.tcpdump > 0)
-		proc_stop(t.tcpdump, SIGKILL, 5);
-	if (t.agent > 0)
-		proc_stop(t.agent, SIGTERM, 10);
-	t.tcpdump = t.agent = 0;
-	if (t.id)
-		sweep_id(t.id);
+		loupe_live_proc_stop(t.tcpdump, SIGKILL, 5);
+	t.tcpdump = 0;
+	loupe_live_teardown();
 	memset(&t, 0, sizeof(t));
 }
 
-/* Criterion runs no .fini after a skip or a failed .init: everything is undone first. */
-#define SKIP(...)                                                                                  \
-	do {                                                                                       \
-		teardown();                                                                        \
-		cr_skip_test(__VA_ARGS__);                                                         \
-	} while (0)
-
-#define setup_check(cond, ...)                                                                     \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			teardown();                                                                \
-			cr_assert_fail(__VA_ARGS__);                                               \
-		}                                                                                  \
-	} while (0)
-
-ReportHook(PRE_ALL)(struct criterion_test_set *set)
-{
-	char id[16];
-
-	(void)set;
-	if (getenv(ID_ENV))
-		return;
-	snprintf(id, sizeof(id), "%d", (int)getpid());
-	setenv(ID_ENV, id, 1);
-}
-
-/* Safety net in the runner: a test process killed at its timeout runs no .fini. */
-ReportHook(POST_ALL)(struct criterion_global_stats *stats)
-{
-	const char *id = getenv(ID_ENV);
-
-	(void)stats;
-	if (geteuid() == 0 && id && atoi(id) > 0)
-		sweep_id(atoi(id));
-}
+LOUPE_LIVE_PRE_ALL(&live_names)
+LOUPE_LIVE_POST_ALL(&live_names)
 
 static const char *missing_tool(void)
 {
 	static const char *const tools[] = {
-		"/usr/bin/tshark",	 "/usr/bin/tcpdump", "/usr/bin/curl",
-		"/usr/bin/dig",		 "/usr/bin/openssl", "/usr/bin/python3",
-		"/usr/bin/timeout",	 "/usr/lib/cni/ptp", "/usr/lib/cni/host-local",
-		"/usr/lib/cni/loopback", AGENT_BIN,	     PODS,
+		"/usr/bin/tshark",	 "/usr/bin/tcpdump",   "/usr/bin/curl",
+		"/usr/bin/dig",		 "/usr/bin/openssl",   "/usr/bin/python3",
+		"/usr/bin/timeout",	 "/usr/lib/cni/ptp",   "/usr/lib/cni/host-local",
+		"/usr/lib/cni/loopback", LOUPE_LIVE_AGENT_BIN, LOUPE_LIVE_PODS,
 	};
 
 	for (size_t i = 0; i < sizeof(tools) / sizeof(tools[0]); i++)
@@ -469,8 +126,7 @@ static const char *missing_tool(void)
 
 static void setup(void)
 {
-	const char *id = getenv(ID_ENV), *tool;
-	int err;
+	const char *tool;
 
 	if (geteuid() != 0)
 		cr_skip_test("needs root: network namespaces, CNI plugins, bpffs, BPF programs");
@@ -479,209 +135,77 @@ static void setup(void)
 		cr_skip_test("%s is missing (tshark, tcpdump, curl, dnsutils, openssl, "
 			     "containernetworking-plugins; the agent: make build)",
 			     tool);
-	/* a closed pipe must fail a write, not kill us before .fini cleans up */
-	signal(SIGPIPE, SIG_IGN);
-	t.id = id && atoi(id) > 0 ? atoi(id) : (int)getpid();
-	sweep_dead_runs();
-	sweep_id(t.id); /* a test of this run before this one, or a retry */
-
-	snprintf(t.node, sizeof(t.node), "loupe-tn%d", t.id);
-	snprintf(t.prefix, sizeof(t.prefix), "ltt%d-", t.id);
-	snprintf(t.tmp, sizeof(t.tmp), "/tmp/loupe-tt-%d-XXXXXX", t.id);
-	setup_check(mkdtemp(t.tmp), "mkdtemp: %s", strerror(errno));
-	/* PATH only, plus what scripts/pods needs: no LOUPE_* of the caller's changes the test */
-	snprintf(t.env[0], sizeof(t.env[0]), "PATH=/usr/sbin:/usr/bin:/sbin:/bin");
-	snprintf(t.env[1], sizeof(t.env[1]), "LOUPE_PODS_PREFIX=%s", t.prefix);
-	snprintf(t.env[2], sizeof(t.env[2]), "LOUPE_PODS_NODE=%s", t.node);
-	snprintf(t.env[3], sizeof(t.env[3]), "HOME=%s", t.tmp); /* tshark's profile, not root's */
-	for (int i = 0; i < 4; i++)
-		t.envp[i] = t.env[i];
-	t.envp[4] = NULL;
-
-	if (sh("ip netns add %s 2>/dev/null", t.node))
-		SKIP("cannot make a network namespace (ip netns add %s)", t.node);
-	setup_check(sh("ip -n %s link set lo up", t.node) == 0, "lo up in %s", t.node);
-
-	snprintf(t.bpffs, sizeof(t.bpffs), "%s/bpffs", t.tmp);
-	setup_check(mkdir(t.bpffs, 0700) == 0, "mkdir %s: %s", t.bpffs, strerror(errno));
-	if (mount("bpf", t.bpffs, "bpf", 0, NULL)) {
-		err = errno;
-		if (err == ENODEV)
-			SKIP("the kernel has no bpffs");
-		setup_check(false, "mount bpffs on %s: %s", t.bpffs, strerror(err));
-	}
-	snprintf(t.pin_dir, sizeof(t.pin_dir), "%s/loupe", t.bpffs);
+	loupe_live_setup(&live_names);
 }
 
 TestSuite(agent_traffic, .init = setup, .fini = teardown, .timeout = 180);
 
 /* ------------------------------------------------------------------ pods, agent, tcpdump */
 
-static void pod_summary(struct pod *p, const char *out)
-{
-	const char *last = out, *nl;
-	char name[64];
-
-	/* the last non-empty line */
-	for (const char *s = out; (nl = strchr(s, '\n')); s = nl + 1)
-		if (nl[1] && nl[1] != '\n')
-			last = nl + 1;
-	cr_assert_eq(sscanf(last, "pod=%63s netns=%63s host_if=%15s ipv4=%15s ipv6=%45s", name,
-			    p->ns, p->host_if, p->v4, p->v6),
-		     5, "pods %s: no summary line in:\n%s", p->name, out);
-	cr_assert_str_eq(name, p->name);
-}
-
-/* `scripts/pods up` of both pods at once (about 1.5 s each: IPv6 DAD on the host side) */
+/* `scripts/pods up` of both pods at once */
 static void pods_up(void)
 {
-	struct pod *pods[2] = { &server, &client };
-	char out[2][PATH_MAX], err[2][PATH_MAX], name[32], *text, *log;
-	pid_t pid[2];
-	int rc;
+	struct loupe_live_pod *pods[] = { &server.pod, &client.pod };
 
-	for (int i = 0; i < 2; i++) {
-		char *argv[] = { PODS, "up", (char *)pods[i]->name, "--net", "ptp", NULL };
-
-		snprintf(name, sizeof(name), "up-%s.out", pods[i]->name);
-		tmp_path(out[i], sizeof(out[i]), name);
-		snprintf(name, sizeof(name), "up-%s.err", pods[i]->name);
-		tmp_path(err[i], sizeof(err[i]), name);
-		pid[i] = proc_start(argv, out[i], err[i]);
-	}
-	for (int i = 0; i < 2; i++) {
-		rc = exit_code(proc_wait(pid[i], UP_S));
-		if (rc == -1)
-			proc_stop(pid[i], SIGINT, 10); /* up undoes itself on Ctrl-C */
-		text = slurp(out[i]);
-		log = slurp(err[i]);
-		cr_assert_eq(rc, 0, "pods up %s: exit %d; stderr:\n%s", pods[i]->name, rc, log);
-		pod_summary(pods[i], text);
-		free(text);
-		free(log);
-	}
+	loupe_live_pods_up(pods, 2);
 }
 
 /* eth0's MAC in the pod, the host side's ifindex in the node */
 static void pod_link_info(struct pod *p)
 {
-	char *argv_mac[] = { "ip", "-n", p->ns, "-o", "link", "show", "dev", "eth0", NULL };
-	char *argv_if[] = { "ip", "-n", t.node, "-o", "link", "show", "dev", p->host_if, NULL };
+	char *argv_mac[] = { "ip", "-n", p->pod.ns, "-o", "link", "show", "dev", "eth0", NULL };
+	char *argv_if[] = { "ip",   "-n",  loupe_live.node, "-o", "link",
+			    "show", "dev", p->pod.host_if,  NULL };
 	char *out, *s;
 
-	out = must_run(argv_mac, "pod-mac", 10);
+	out = loupe_live_must_run(argv_mac, "pod-mac", 10);
 	s = strstr(out, "link/ether ");
-	cr_assert(s && sscanf(s, "link/ether %17s", p->mac) == 1, "%s eth0: %s", p->name, out);
+	cr_assert(s && sscanf(s, "link/ether %17s", p->mac) == 1, "%s eth0: %s", p->pod.name, out);
 	free(out);
-	out = must_run(argv_if, "pod-ifindex", 10);
-	cr_assert(sscanf(out, "%u:", &p->ifindex) == 1 && p->ifindex > 0, "%s: %s", p->host_if,
+	out = loupe_live_must_run(argv_if, "pod-ifindex", 10);
+	cr_assert(sscanf(out, "%u:", &p->ifindex) == 1 && p->ifindex > 0, "%s: %s", p->pod.host_if,
 		  out);
 	free(out);
 }
 
 static void serve(const char *kind, const char *port)
 {
-	char *argv[] = { PODS, "serve", "server", (char *)kind, (char *)port, NULL };
 	char name[32];
 
 	snprintf(name, sizeof(name), "serve-%s", kind);
-	free(must_run(argv, name, SERVE_S));
-}
-
-/*
- * Waits until @path holds @count occurrences of @needle; fails at the deadline, or when
- * process @pid (whose log @log is) exits first.
- */
-static void wait_file(const char *path, const char *needle, size_t count, double timeout_s,
-		      pid_t pid, const char *who, const char *log)
-{
-	double end = now_s() + timeout_s;
-	char *s, *l;
-	int status;
-
-	for (;;) {
-		s = slurp(path);
-		if (count_in(s, needle) >= count) {
-			free(s);
-			return;
-		}
-		free(s);
-		if (waitpid(pid, &status, WNOHANG) == pid) {
-			if (pid == t.agent)
-				t.agent = 0;
-			if (pid == t.tcpdump)
-				t.tcpdump = 0;
-			l = slurp(log);
-			cr_assert_fail("%s exited (status 0x%x) before '%s' x%zu; its log:\n%s",
-				       who, status, needle, count, l);
-		}
-		if (now_s() > end) {
-			l = slurp(log);
-			cr_assert_fail("%s: no '%s' x%zu within %.0f s; its log:\n%s", who, needle,
-				       count, timeout_s, l);
-		}
-		pause_ms(10);
-	}
+	loupe_live_pods_serve("server", kind, port, name);
 }
 
 static void agent_start(const char *events)
 {
-	char out[PATH_MAX], err[PATH_MAX], needle[64];
-	char *argv[] = { "ip",
-			 "netns",
-			 "exec",
-			 t.node,
-			 AGENT_BIN,
-			 "--standalone",
-			 "--output",
-			 (char *)events,
-			 "--metrics-addr",
-			 "off",
-			 "--flow-idle-timeout",
-			 "1s",
-			 "--bpffs-dir",
-			 t.pin_dir,
-			 "--log-level",
-			 "info",
-			 NULL };
+	const struct loupe_live_agent agent = { .events = events,
+						.metrics = "off",
+						.idle_timeout = "1s" };
+	char needle[64];
 
-	tmp_path(out, sizeof(out), "agent.out");
-	tmp_path(err, sizeof(err), "agent.err");
-	/* ip netns exec execs the agent: this pid is the agent's */
-	t.agent = proc_start(argv, out, err);
-	wait_file(err, "msg=\"ready\"", 1, READY_S, t.agent, "loupe-agent", err);
-	wait_file(err, "msg=\"attached\"", 2, ATTACH_S, t.agent, "loupe-agent", err);
+	loupe_live_agent_start(&agent);
+	loupe_live_agent_wait("msg=\"attached\"", 2, ATTACH_S);
 	for (int i = 0; i < 2; i++) {
 		struct pod *p = i ? &client : &server;
 
-		snprintf(needle, sizeof(needle), "msg=\"attached\" iface=%s ", p->host_if);
-		wait_file(err, needle, 1, ATTACH_S, t.agent, "loupe-agent", err);
+		snprintf(needle, sizeof(needle), "msg=\"attached\" iface=%s ", p->pod.host_if);
+		loupe_live_agent_wait(needle, 1, ATTACH_S);
 	}
 }
 
 static void tcpdump_start(const char *pcap)
 {
 	char out[PATH_MAX], err[PATH_MAX];
-	char *argv[] = { "ip",
-			 "netns",
-			 "exec",
-			 t.node,
-			 "tcpdump",
-			 "-i",
-			 client.host_if,
-			 "-w",
-			 (char *)pcap,
-			 "-U",
-			 "--immediate-mode",
-			 "-s",
-			 "0",
-			 "-p",
-			 NULL };
+	char *argv[] = {
+		"ip", "netns",	    "exec", loupe_live.node,	"tcpdump", "-i", client.pod.host_if,
+		"-w", (char *)pcap, "-U",   "--immediate-mode", "-s",	   "0",	 "-p",
+		NULL
+	};
 
-	tmp_path(out, sizeof(out), "tcpdump.out");
-	tmp_path(err, sizeof(err), "tcpdump.err");
-	t.tcpdump = proc_start(argv, out, err);
-	wait_file(err, "listening on", 1, LISTEN_S, t.tcpdump, "tcpdump", err);
+	loupe_live_tmp_path(out, sizeof(out), "tcpdump.out");
+	loupe_live_tmp_path(err, sizeof(err), "tcpdump.err");
+	t.tcpdump = loupe_live_proc_start(argv, out, err);
+	loupe_live_wait_file(err, "listening on", 1, LISTEN_S, &t.tcpdump, "tcpdump", err);
 	t.listen_ns = realtime_ns();
 }
 
@@ -693,10 +217,10 @@ static void tcpdump_stop(void)
 	const char *s;
 	int status;
 
-	status = proc_stop(t.tcpdump, SIGINT, STOP_S);
+	status = loupe_live_proc_stop(t.tcpdump, SIGINT, STOP_S);
 	t.tcpdump = 0;
-	tmp_path(err, sizeof(err), "tcpdump.err");
-	log = slurp(err);
+	loupe_live_tmp_path(err, sizeof(err), "tcpdump.err");
+	log = loupe_live_slurp(err);
 	cr_assert(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
 		  "tcpdump: wait status 0x%x after SIGINT; its log:\n%s", status, log);
 	s = strstr(log, "packets dropped by kernel");
@@ -714,15 +238,10 @@ static void tcpdump_stop(void)
 /* `scripts/pods exec client -- ARGV...`: must exit 0 and print @expect. */
 static void client_run(const char *what, const char *expect, char *const cmd[])
 {
-	char *argv[32] = { PODS, "exec", "client", "--" }, *out;
-	int n = 4;
+	char *argv[LOUPE_LIVE_ARGV_MAX], *out;
 
-	for (int i = 0; cmd[i]; i++) {
-		cr_assert_lt(n, 31);
-		argv[n++] = cmd[i];
-	}
-	argv[n] = NULL;
-	out = must_run(argv, what, CLIENT_S);
+	loupe_live_pods_exec_argv(argv, "client", cmd);
+	out = loupe_live_must_run(argv, what, CLIENT_S);
 	cr_assert(strstr(out, expect), "%s: no '%s' in its output:\n%s", what, expect, out);
 	free(out);
 }
@@ -733,14 +252,14 @@ static void run_clients(void)
 {
 	char u4[128], u6[128], u4p[128], u6p[128], at4[64], at6[80], c4[64], c6[80];
 
-	snprintf(u4, sizeof(u4), "http://%s:8080/v1/models?limit=2&order=desc", server.v4);
-	snprintf(u4p, sizeof(u4p), "http://%s:8080/v1/chat/completions", server.v4);
-	snprintf(u6, sizeof(u6), "http://[%s]:8080/healthz", server.v6);
-	snprintf(u6p, sizeof(u6p), "http://[%s]:8080/v1/embeddings?x=%%2F", server.v6);
-	snprintf(at4, sizeof(at4), "@%s", server.v4);
-	snprintf(at6, sizeof(at6), "@%s", server.v6);
-	snprintf(c4, sizeof(c4), "%s:443", server.v4);
-	snprintf(c6, sizeof(c6), "[%s]:443", server.v6);
+	snprintf(u4, sizeof(u4), "http://%s:8080/v1/models?limit=2&order=desc", server.pod.v4);
+	snprintf(u4p, sizeof(u4p), "http://%s:8080/v1/chat/completions", server.pod.v4);
+	snprintf(u6, sizeof(u6), "http://[%s]:8080/healthz", server.pod.v6);
+	snprintf(u6p, sizeof(u6p), "http://[%s]:8080/v1/embeddings?x=%%2F", server.pod.v6);
+	snprintf(at4, sizeof(at4), "@%s", server.pod.v4);
+	snprintf(at6, sizeof(at6), "@%s", server.pod.v6);
+	snprintf(c4, sizeof(c4), "%s:443", server.pod.v4);
+	snprintf(c6, sizeof(c6), "[%s]:443", server.pod.v6);
 
 	CLIENT("curl-get-v4", "200", "curl", "-sS", "-m", "5", "-o", "/dev/null", "-w",
 	       "%{http_code}", "-H", "Host: api.example.test", u4);
@@ -804,7 +323,7 @@ static void tshark(const char *pcap, const char *name, const char *filter, bool 
 		argv[n++] = (char *)fields[i];
 	}
 	argv[n] = NULL;
-	cr_assert(loupe_tsv_parse(must_run(argv, name, TOOL_S), ret),
+	cr_assert(loupe_tsv_parse(loupe_live_must_run(argv, name, TOOL_S), ret),
 		  "tshark printed no header line");
 }
 
@@ -1155,8 +674,8 @@ static void conversations(const struct loupe_tsv *ts, const struct pod *p, struc
 	uint8_t pod4[16], pod6[16];
 	char buf[64], icmp6[64];
 
-	loupe_tsv_addr(p->v4, pod4);
-	loupe_tsv_addr(p->v6, pod6);
+	loupe_tsv_addr(p->pod.v4, pod4);
+	loupe_tsv_addr(p->pod.v6, pod6);
 	for (int r = 0; r < ts->nrows; r++) {
 		unsigned int frame = strtoul(tsv_get(ts, r, "frame.number"), NULL, 10);
 		bool egress = strcasecmp(tsv_get(ts, r, "eth.src"), p->mac) == 0;
@@ -1298,9 +817,9 @@ static void check_pod_ips(struct json_object *o, const char *line, struct agent_
 	}
 	ip0 = json_object_get_string(json_object_array_get_idx(ips, 0));
 	ip1 = json_object_get_string(json_object_array_get_idx(ips, 1));
-	if ((strcmp(ip0, client.v4) || strcmp(ip1, client.v6)) && !a->bad[0])
+	if ((strcmp(ip0, client.pod.v4) || strcmp(ip1, client.pod.v6)) && !a->bad[0])
 		snprintf(a->bad, sizeof(a->bad), "pod.ips [%s, %s], not [%s, %s]: %s", ip0, ip1,
-			 client.v4, client.v6, line);
+			 client.pod.v4, client.pod.v6, line);
 }
 
 static void agent_event(struct json_object *o, const char *line, struct agent_view *a)
@@ -1313,7 +832,7 @@ static void agent_event(struct json_object *o, const char *line, struct agent_vi
 
 	if (strcmp(kind, "LOST") == 0)
 		a->lost++;
-	if (strcmp(loupe_json_str(iface, "name"), client.host_if)) {
+	if (strcmp(loupe_json_str(iface, "name"), client.pod.host_if)) {
 		a->other_iface++;
 		return;
 	}
@@ -1387,7 +906,7 @@ static void agent_event(struct json_object *o, const char *line, struct agent_vi
 /* The agent's output so far (complete lines only: it may be writing the next one). */
 static void agent_view_load(const char *path, struct agent_view *a)
 {
-	char *text = slurp(path), *line, *nl;
+	char *text = loupe_live_slurp(path), *line, *nl;
 
 	memset(a, 0, sizeof(*a));
 	for (line = text; (nl = strchr(line, '\n')); line = nl + 1) {
@@ -1419,7 +938,7 @@ static void agent_view_load(const char *path, struct agent_view *a)
  */
 static void wait_flows_ended(const char *events, struct agent_view *ret)
 {
-	double end = now_s() + FLOWS_S;
+	double end = loupe_live_now_s() + FLOWS_S;
 	char pending[1024], d[256];
 
 	for (;;) {
@@ -1444,13 +963,13 @@ static void wait_flows_ended(const char *events, struct agent_view *ret)
 		}
 		if (!pending[0] && tcp >= WANT_TCP_FLOWS && udp >= WANT_UDP_FLOWS)
 			return;
-		cr_assert(now_s() < end,
+		cr_assert(loupe_live_now_s() < end,
 			  "within %.0f s the agent ended %zu TCP and %zu UDP flows on %s (the "
 			  "clients made %d and %d); started and not ended:%s",
-			  FLOWS_S, tcp, udp, client.host_if, WANT_TCP_FLOWS, WANT_UDP_FLOWS,
+			  FLOWS_S, tcp, udp, client.pod.host_if, WANT_TCP_FLOWS, WANT_UDP_FLOWS,
 			  pending[0] ? pending : " none");
 		agent_view_free(ret);
-		pause_ms(50);
+		loupe_live_pause_ms(50);
 	}
 }
 
@@ -1624,16 +1143,17 @@ struct sent {
 static void expect_sent(const struct msgs *rows)
 {
 	const struct sent sent[] = {
-		{ L7_HTTP, server.v4, 8080, "GET", "/v1/models?limit=2&order=desc",
+		{ L7_HTTP, server.pod.v4, 8080, "GET", "/v1/models?limit=2&order=desc",
 		  "api.example.test", 0 },
-		{ L7_HTTP, server.v4, 8080, "POST", "/v1/chat/completions", "api.example.test", 0 },
-		{ L7_HTTP, server.v6, 8080, "GET", "/healthz", "v6.example.test:8080", 0 },
-		{ L7_HTTP, server.v6, 8080, "POST", "/v1/embeddings?x=%2F", "embed.example.test",
+		{ L7_HTTP, server.pod.v4, 8080, "POST", "/v1/chat/completions", "api.example.test",
 		  0 },
-		{ L7_DNS, server.v4, 53, "llm.example.test", .n = 1 },
-		{ L7_DNS, server.v6, 53, "llm6.example.test", .n = 28 | 0x10000 },
-		{ L7_TLS, server.v4, 443, "x.example.test", "h2|http/1.1", .n = 0x0304 },
-		{ L7_TLS, server.v6, 443, "v6.x.example.test", "h2|http/1.1", .n = 0x0304 },
+		{ L7_HTTP, server.pod.v6, 8080, "GET", "/healthz", "v6.example.test:8080", 0 },
+		{ L7_HTTP, server.pod.v6, 8080, "POST", "/v1/embeddings?x=%2F",
+		  "embed.example.test", 0 },
+		{ L7_DNS, server.pod.v4, 53, "llm.example.test", .n = 1 },
+		{ L7_DNS, server.pod.v6, 53, "llm6.example.test", .n = 28 | 0x10000 },
+		{ L7_TLS, server.pod.v4, 443, "x.example.test", "h2|http/1.1", .n = 0x0304 },
+		{ L7_TLS, server.pod.v6, 443, "v6.x.example.test", "h2|http/1.1", .n = 0x0304 },
 	};
 	uint8_t dst[16];
 
@@ -1711,10 +1231,10 @@ Test(agent_traffic, events_equal_tshark)
 	size_t l7_fail, flow_fail, compared = 0, ignored = 0, kinds[4] = { 0 }, tcp = 0, udp = 0,
 				   icmp6 = 0;
 	uint64_t pkts = 0, bytes = 0;
-	double t0 = now_s();
+	double t0 = loupe_live_now_s();
 
-	tmp_path(events, sizeof(events), "events.jsonl");
-	tmp_path(pcap, sizeof(pcap), "client.pcap");
+	loupe_live_tmp_path(events, sizeof(events), "events.jsonl");
+	loupe_live_tmp_path(pcap, sizeof(pcap), "client.pcap");
 
 	pods_up();
 	pod_link_info(&server);
@@ -1724,9 +1244,9 @@ Test(agent_traffic, events_equal_tshark)
 	serve("tls", "443");
 	agent_start(events);
 	tcpdump_start(pcap);
-	fprintf(stderr, "[traffic] %s %s/%s on %s, %s %s/%s on %s; setup %.1f s\n", client.name,
-		client.v4, client.v6, client.host_if, server.name, server.v4, server.v6,
-		server.host_if, now_s() - t0);
+	fprintf(stderr, "[traffic] %s %s/%s on %s, %s %s/%s on %s; setup %.1f s\n", client.pod.name,
+		client.pod.v4, client.pod.v6, client.pod.host_if, server.pod.name, server.pod.v4,
+		server.pod.v6, server.pod.host_if, loupe_live_now_s() - t0);
 
 	run_clients();
 	wait_flows_ended(events, &av);
@@ -1745,7 +1265,7 @@ Test(agent_traffic, events_equal_tshark)
 	fprintf(stderr,
 		"[traffic] L7: %zu tshark rows (HTTP %zu, TLS %zu, DNS %zu), %zu agent events on "
 		"%s: %zu differences\n",
-		rows.n, kinds[L7_HTTP], kinds[L7_TLS], kinds[L7_DNS], av.l7.n, client.host_if,
+		rows.n, kinds[L7_HTTP], kinds[L7_TLS], kinds[L7_DNS], av.l7.n, client.pod.host_if,
 		l7_fail);
 
 	/* flows: the capture's frames summed per conversation against FLOW_END */
@@ -1770,9 +1290,9 @@ Test(agent_traffic, events_equal_tshark)
 		"differences; left out: %zu non-IP frames, %zu MLD conversations (%zu frames), "
 		"%zu FLOW_ENDs of MLD or before the capture\n",
 		cs.frames, compared, tcp, udp, icmp6, (unsigned long long)pkts,
-		(unsigned long long)bytes, av.ends.n, client.host_if, flow_fail, cs.non_ip,
+		(unsigned long long)bytes, av.ends.n, client.pod.host_if, flow_fail, cs.non_ip,
 		cs.mld_convs, cs.mld_frames, ignored);
-	fprintf(stderr, "[traffic] %.1f s in all\n", now_s() - t0);
+	fprintf(stderr, "[traffic] %.1f s in all\n", loupe_live_now_s() - t0);
 
 	cr_expect_eq(l7_fail, 0, "%zu L7 differences between the agent and tshark (listed above)",
 		     l7_fail);

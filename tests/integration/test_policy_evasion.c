@@ -25,49 +25,30 @@
  * the runner sweeps them after the run, and a later run sweeps those of runs that died. Every
  * wait has a deadline; none is a fixed sleep.
  */
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
-#include <glob.h>
-#include <net/if.h>
-#include <netinet/in.h>
-#include <poll.h>
+#include <limits.h>
 #include <signal.h>
-#include <spawn.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
-#include <criterion/hooks.h>
 #include <json-c/json.h>
 
 #include "jsonget.h"
+#include "live.h"
 #include "rawtcp.h"
 
-#define AGENT_BIN LOUPE_BIN_DIR "/loupe-agent"
-#define PODS	  LOUPE_SOURCE_DIR "/scripts/pods"
-#define ID_ENV	  "LOUPE_TEST_POLICY_EVASION_ID" /* the runner's pid, set once (PRE_ALL) */
-#define METRICS	  "127.0.0.1:9751"		 /* in the node's own namespace: no clash */
-
-#define BPF_FS_MAGIC_ 0xcafe4a11 /* linux/magic.h's BPF_FS_MAGIC */
+#define ID_ENV	"LOUPE_TEST_POLICY_EVASION_ID" /* the runner's pid, set once (PRE_ALL) */
+#define METRICS "127.0.0.1:9751"	       /* in the node's own namespace: no clash */
 
 /* Deadlines: seconds for processes, ms for the raw client. */
-#define UP_S	      40.0
-#define SERVE_S	      20.0
-#define READY_S	      30.0
 #define ATTACH_S      5.0
 #define EVENT_S	      10.0 /* an event in the output file: flushed every second */
 #define CAPTURE_S     10.0
@@ -83,382 +64,66 @@
 #define SPORT_BASE  41000
 #define MARKER_PORT 40999 /* the last connection: once tcpdump wrote it, it wrote all */
 
-struct pod {
-	const char *name;
-	char ns[64];
-	char host_if[IF_NAMESIZE];
-	char v4[INET_ADDRSTRLEN];
-	char v6[INET6_ADDRSTRLEN];
-};
-
+/* loupe_live: the node (loupe-pe<id>), pods (lpe<id>-), temp dir (/tmp/loupe-pe-<id>-*) */
 static struct {
-	int id;
-	char node[32];	 /* loupe-pe<id> */
-	char prefix[32]; /* lpe<id>- */
-	char env[4][160];
-	char *envp[5];
-	char tmp[64];
-	char bpffs[96];
-	char pin_dir[112];
 	char policies[112];
 	char events[112];
-	char agent_log[112];
 	char capture[112];
 	char capture_log[112];
-	pid_t agent;
 	pid_t tcpdump;
 	uint8_t gw_mac[6], pod_mac[6];
 } t;
 
-static struct pod server = { .name = "server" }, client = { .name = "client" };
+static struct loupe_live_pod server = { .name = "server" }, client = { .name = "client" };
+
+static void teardown(void);
+
+/* the raw client's route and neighbour (gone with the namespace anyway) */
+static void sweep_node(const char *node)
+{
+	loupe_live_sh("ip -n %s route del " RAW_SRC "/32 2>/dev/null", node);
+	loupe_live_sh("ip -n %s neigh flush to " RAW_SRC " nud permanent 2>/dev/null", node);
+}
+
+static const struct loupe_live_names live_names = {
+	.id_env = ID_ENV,
+	.node = "loupe-pe",
+	.pods = "lpe",
+	.tmp = "loupe-pe",
+	.teardown = teardown,
+	.sweep_node = sweep_node,
+};
 
 /* ------------------------------------------------------------------ small things */
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void pause_ms(int ms)
-{
-	nanosleep(&(struct timespec){ .tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000L }, NULL);
-}
-
-/* A shell command; its exit status. For setup steps checked by the caller, and cleanup. */
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static char *slurp(const char *path)
-{
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = fopen(path, "r");
-
-	if (!f)
-		return strdup("");
-	if (getdelim(&buf, &len, '\0', f) < 0) {
-		free(buf);
-		buf = strdup("");
-	}
-	fclose(f);
-	return buf;
-}
-
-static size_t count_in(const char *s, const char *needle)
-{
-	size_t n = 0;
-
-	for (; (s = strstr(s, needle)); s += strlen(needle))
-		n++;
-	return n;
-}
-
-static void tmp_path(char *buf, size_t size, const char *name)
-{
-	snprintf(buf, size, "%s/%s", t.tmp, name);
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
-static bool is_bpffs(const char *path)
-{
-	struct statfs sf;
-
-	return statfs(path, &sf) == 0 && (unsigned long)sf.f_type == BPF_FS_MAGIC_;
-}
-
-static void write_file(const char *path, const char *text)
-{
-	char tmp[PATH_MAX + 8];
-	FILE *f;
-
-	snprintf(tmp, sizeof(tmp), "%s.tmp~", path);
-	f = fopen(tmp, "w");
-	cr_assert_not_null(f, "%s: %s", tmp, strerror(errno));
-	fputs(text, f);
-	cr_assert_eq(fclose(f), 0);
-	cr_assert_eq(rename(tmp, path), 0, "rename %s: %s", path, strerror(errno));
-}
 
 static void mac_text(const uint8_t *m, char *buf)
 {
 	sprintf(buf, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
 }
 
-/* ------------------------------------------------------------------ processes */
-
-static pid_t proc_start(char *const argv[], const char *out, const char *err)
-{
-	posix_spawn_file_actions_t fa;
-	pid_t pid;
-	int rc;
-
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	posix_spawn_file_actions_addopen(&fa, 2, err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, t.envp);
-	posix_spawn_file_actions_destroy(&fa);
-	cr_assert_eq(rc, 0, "cannot run %s: %s", argv[0], strerror(rc));
-	return pid;
-}
-
-/* Waits up to @timeout_s for child @pid and reaps it: its wait status, or -1 (still running). */
-static int proc_wait(pid_t pid, double timeout_s)
-{
-	int pidfd = syscall(SYS_pidfd_open, pid, 0), status;
-	double end = now_s() + timeout_s;
-
-	for (;;) {
-		struct pollfd p = { .fd = pidfd, .events = POLLIN };
-		int left = (int)((end - now_s()) * 1000);
-
-		if (waitpid(pid, &status, WNOHANG) == pid)
-			break;
-		status = -1;
-		if (left <= 0)
-			break;
-		if (pidfd >= 0)
-			poll(&p, 1, left);
-		else
-			pause_ms(10);
-	}
-	if (pidfd >= 0)
-		close(pidfd);
-	return status;
-}
-
-static int proc_stop(pid_t pid, int sig, double timeout_s)
-{
-	int status;
-
-	kill(pid, sig);
-	status = proc_wait(pid, timeout_s);
-	if (status == -1) {
-		kill(pid, SIGKILL);
-		status = proc_wait(pid, 5);
-	}
-	return status;
-}
-
-static int exit_code(int status)
-{
-	if (status == -1)
-		return -1;
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-/* Runs @argv to its end, at most @timeout_s: its exit code (-1 on timeout); stdout, stderr. */
-static int proc_run(char *const argv[], const char *name, double timeout_s, char **ret_out,
-		    char **ret_err)
-{
-	char out[PATH_MAX], err[PATH_MAX], base[96];
-	int status;
-	pid_t pid;
-
-	snprintf(base, sizeof(base), "%s.out", name);
-	tmp_path(out, sizeof(out), base);
-	snprintf(base, sizeof(base), "%s.err", name);
-	tmp_path(err, sizeof(err), base);
-	pid = proc_start(argv, out, err);
-	status = proc_wait(pid, timeout_s);
-	if (status == -1) {
-		kill(pid, SIGKILL);
-		proc_wait(pid, 5);
-	}
-	if (ret_out)
-		*ret_out = slurp(out);
-	if (ret_err)
-		*ret_err = slurp(err);
-	return exit_code(status);
-}
-
-static char *must_run(char *const argv[], const char *name, double timeout_s)
-{
-	char *out, *err;
-	int rc = proc_run(argv, name, timeout_s, &out, &err);
-
-	cr_assert_eq(rc, 0, "%s: exit %d%s; stderr:\n%s\nstdout:\n%s", name, rc,
-		     rc == -1 ? " (timed out, killed)" : "", err, out);
-	free(err);
-	return out;
-}
-
-/* ------------------------------------------------------------------ cleanup */
-
-/* Removes everything of run @id; each step idempotent, so any exit path may call it. */
-static void sweep_id(int id)
-{
-	char node[32], prefix[32], path[PATH_MAX], pattern[64];
-	bool node_there;
-	glob_t g = { 0 };
-	double end;
-
-	snprintf(node, sizeof(node), "loupe-pe%d", id);
-	snprintf(prefix, sizeof(prefix), "lpe%d-", id);
-	snprintf(path, sizeof(path), "/var/run/netns/%s", node);
-	node_there = access(path, F_OK) == 0;
-	snprintf(pattern, sizeof(pattern), "/tmp/loupe-pe-%d-*", id);
-	glob(pattern, 0, NULL, &g);
-
-	if (node_there) {
-		/* only this test runs anything in loupe-pe<id>: its agent and curl of /metrics */
-		sh("ip netns pids %s 2>/dev/null | xargs -r kill -KILL 2>/dev/null", node);
-		end = now_s() + 5;
-		while (sh("test -z \"$(ip netns pids %s 2>/dev/null)\"", node) != 0 &&
-		       now_s() < end)
-			pause_ms(20);
-		/* the raw client's route and neighbour (gone with the namespace anyway) */
-		sh("ip -n %s route del " RAW_SRC "/32 2>/dev/null", node);
-		sh("ip -n %s neigh flush to " RAW_SRC " nud permanent 2>/dev/null", node);
-		for (size_t i = 0; i < g.gl_pathc; i++) {
-			snprintf(path, sizeof(path), "%s/bpffs", g.gl_pathv[i]);
-			if (is_bpffs(path))
-				sh("ip netns exec %s %s --uninstall --bpffs-dir %s/loupe "
-				   ">/dev/null 2>&1",
-				   node, AGENT_BIN, path);
-		}
-	}
-	/* the pods' processes (servers, tcpdump), veths and namespaces */
-	snprintf(path, sizeof(path), "/run/loupe-pods/%s", prefix);
-	if (access(path, F_OK) == 0)
-		sh("LOUPE_PODS_PREFIX=%s LOUPE_PODS_NODE=%s %s down-all >/dev/null 2>&1", prefix,
-		   node, PODS);
-	if (node_there)
-		sh("ip netns del %s 2>/dev/null", node);
-	for (size_t i = 0; i < g.gl_pathc; i++) {
-		snprintf(path, sizeof(path), "%s/bpffs", g.gl_pathv[i]);
-		while (is_bpffs(path) && umount2(path, MNT_DETACH) == 0)
-			;
-		nftw(g.gl_pathv[i], rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
-	}
-	globfree(&g);
-}
-
-static bool pid_alive(int pid)
-{
-	char path[64], *stat, *paren;
-	bool alive;
-
-	if (kill(pid, 0) && errno == ESRCH)
-		return false;
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	stat = slurp(path);
-	paren = strrchr(stat, ')');
-	alive = !paren || strncmp(paren, ") Z", 3) != 0;
-	free(stat);
-	return alive;
-}
-
-/* The leftovers of runs whose runner is gone: their names carry its pid. */
-static void sweep_dead_runs(void)
-{
-	static const char *const where[] = { "/var/run/netns", "/tmp" };
-
-	for (size_t w = 0; w < sizeof(where) / sizeof(where[0]); w++) {
-		DIR *d = opendir(where[w]);
-		struct dirent *e;
-
-		if (!d)
-			continue;
-		while ((e = readdir(d))) {
-			int pid = 0, end = 0;
-
-			if (w == 0 ? sscanf(e->d_name, "loupe-pe%d%n", &pid, &end) != 1 ||
-					     e->d_name[end]
-				   : sscanf(e->d_name, "loupe-pe-%d%n", &pid, &end) != 1 ||
-					     e->d_name[end] != '-')
-				continue;
-			if (pid <= 0 || pid == t.id || pid_alive(pid))
-				continue;
-			sweep_id(pid);
-		}
-		closedir(d);
-	}
-}
+/* ------------------------------------------------------------------ setup and cleanup */
 
 static void teardown(void)
 {
 	if (t.tcpdump > 0)
-		proc_stop(t.tcpdump, SIGINT, 5);
-	if (t.agent > 0)
-		proc_stop(t.agent, SIGTERM, 10);
-	t.tcpdump = t.agent = 0;
-	if (t.id)
-		sweep_id(t.id);
+		loupe_live_proc_stop(t.tcpdump, SIGINT, 5);
+	t.tcpdump = 0;
+	loupe_live_teardown();
 	memset(&t, 0, sizeof(t));
 }
 
-#define SKIP(...)                                                                                  \
-	do {                                                                                       \
-		teardown();                                                                        \
-		cr_skip_test(__VA_ARGS__);                                                         \
-	} while (0)
-
-#define setup_check(cond, ...)                                                                     \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			teardown();                                                                \
-			cr_assert_fail(__VA_ARGS__);                                               \
-		}                                                                                  \
-	} while (0)
-
-ReportHook(PRE_ALL)(struct criterion_test_set *set)
-{
-	char id[16];
-
-	(void)set;
-	if (getenv(ID_ENV))
-		return;
-	snprintf(id, sizeof(id), "%d", (int)getpid());
-	setenv(ID_ENV, id, 1);
-}
-
-/* Safety net in the runner: a test process killed at its timeout runs no .fini. */
-ReportHook(POST_ALL)(struct criterion_global_stats *stats)
-{
-	const char *id = getenv(ID_ENV);
-
-	(void)stats;
-	if (geteuid() == 0 && id && atoi(id) > 0)
-		sweep_id(atoi(id));
-}
+LOUPE_LIVE_PRE_ALL(&live_names)
+LOUPE_LIVE_POST_ALL(&live_names)
 
 static const char *missing_tool(void)
 {
 	static const char *const tools[] = {
-		"/usr/bin/python3",
-		"/usr/bin/openssl",
-		"/usr/bin/tcpdump",
-		"/usr/bin/tshark",
-		"/usr/bin/ss",
-		"/usr/bin/curl",
-		"/usr/lib/cni/ptp",
-		"/usr/lib/cni/host-local",
-		"/usr/lib/cni/loopback",
-		AGENT_BIN,
-		PODS,
+		"/usr/bin/python3",	 "/usr/bin/openssl",
+		"/usr/bin/tcpdump",	 "/usr/bin/tshark",
+		"/usr/bin/ss",		 "/usr/bin/curl",
+		"/usr/lib/cni/ptp",	 "/usr/lib/cni/host-local",
+		"/usr/lib/cni/loopback", LOUPE_LIVE_AGENT_BIN,
+		LOUPE_LIVE_PODS,
 	};
 
 	for (size_t i = 0; i < sizeof(tools) / sizeof(tools[0]); i++)
@@ -469,8 +134,7 @@ static const char *missing_tool(void)
 
 static void setup(void)
 {
-	const char *id = getenv(ID_ENV), *tool;
-	int err;
+	const char *tool;
 
 	if (geteuid() != 0)
 		cr_skip_test("needs root: network namespaces, CNI plugins, bpffs, raw sockets");
@@ -479,68 +143,24 @@ static void setup(void)
 		cr_skip_test("%s is missing (python3, openssl, tcpdump, tshark, iproute2, curl, "
 			     "containernetworking-plugins; the agent: make build)",
 			     tool);
-	signal(SIGPIPE, SIG_IGN);
-	t.id = id && atoi(id) > 0 ? atoi(id) : (int)getpid();
-	sweep_dead_runs();
-	sweep_id(t.id);
-
-	snprintf(t.node, sizeof(t.node), "loupe-pe%d", t.id);
-	snprintf(t.prefix, sizeof(t.prefix), "lpe%d-", t.id);
-	snprintf(t.tmp, sizeof(t.tmp), "/tmp/loupe-pe-%d-XXXXXX", t.id);
-	setup_check(mkdtemp(t.tmp), "mkdtemp: %s", strerror(errno));
-	snprintf(t.env[0], sizeof(t.env[0]), "PATH=/usr/sbin:/usr/bin:/sbin:/bin");
-	snprintf(t.env[1], sizeof(t.env[1]), "LOUPE_PODS_PREFIX=%s", t.prefix);
-	snprintf(t.env[2], sizeof(t.env[2]), "LOUPE_PODS_NODE=%s", t.node);
-	snprintf(t.env[3], sizeof(t.env[3]), "HOME=%s", t.tmp);
-	for (int i = 0; i < 4; i++)
-		t.envp[i] = t.env[i];
-	t.envp[4] = NULL;
-	tmp_path(t.policies, sizeof(t.policies), "policies");
-	tmp_path(t.events, sizeof(t.events), "events.jsonl");
-	tmp_path(t.agent_log, sizeof(t.agent_log), "agent.err");
-	tmp_path(t.capture, sizeof(t.capture), "server.pcap");
-	tmp_path(t.capture_log, sizeof(t.capture_log), "tcpdump.err");
-	setup_check(mkdir(t.policies, 0700) == 0, "mkdir: %s", strerror(errno));
-
-	if (sh("ip netns add %s 2>/dev/null", t.node))
-		SKIP("cannot make a network namespace (ip netns add %s)", t.node);
-	setup_check(sh("ip -n %s link set lo up", t.node) == 0, "lo up in %s", t.node);
-
-	snprintf(t.bpffs, sizeof(t.bpffs), "%s/bpffs", t.tmp);
-	setup_check(mkdir(t.bpffs, 0700) == 0, "mkdir %s: %s", t.bpffs, strerror(errno));
-	if (mount("bpf", t.bpffs, "bpf", 0, NULL)) {
-		err = errno;
-		if (err == ENODEV)
-			SKIP("the kernel has no bpffs");
-		setup_check(false, "mount bpffs on %s: %s", t.bpffs, strerror(err));
-	}
-	snprintf(t.pin_dir, sizeof(t.pin_dir), "%s/loupe", t.bpffs);
+	loupe_live_setup(&live_names);
+	loupe_live_tmp_path(t.policies, sizeof(t.policies), "policies");
+	loupe_live_tmp_path(t.events, sizeof(t.events), "events.jsonl");
+	loupe_live_tmp_path(t.capture, sizeof(t.capture), "server.pcap");
+	loupe_live_tmp_path(t.capture_log, sizeof(t.capture_log), "tcpdump.err");
+	LOUPE_LIVE_CHECK(mkdir(t.policies, 0700) == 0, "mkdir: %s", strerror(errno));
 }
 
 TestSuite(policy_evasion, .init = setup, .fini = teardown, .timeout = 180);
 
 /* ------------------------------------------------------------------ pods, servers, routes */
 
-static void pod_summary(struct pod *p, const char *out)
-{
-	const char *last = out, *nl;
-	char name[64];
-
-	for (const char *s = out; (nl = strchr(s, '\n')); s = nl + 1)
-		if (nl[1] && nl[1] != '\n')
-			last = nl + 1;
-	cr_assert_eq(sscanf(last, "pod=%63s netns=%63s host_if=%15s ipv4=%15s ipv6=%45s", name,
-			    p->ns, p->host_if, p->v4, p->v6),
-		     5, "pods %s: no summary line in:\n%s", p->name, out);
-	cr_assert_str_eq(name, p->name);
-}
-
 /* The server's gateway: the "via" of its route to its own subnet. */
 static void server_gateway(char *buf, size_t size)
 {
 	char *argv[] = { "ip", "-n", server.ns, "-4", "route", "show", NULL }, *out, *via;
 
-	out = must_run(argv, "server-routes", 5);
+	out = loupe_live_must_run(argv, "server-routes", 5);
 	via = strstr(out, " via ");
 	cr_assert_not_null(via, "the server pod has no route through a gateway:\n%s", out);
 	cr_assert_eq(sscanf(via, " via %15s", buf), 1);
@@ -555,39 +175,12 @@ static void server_gateway(char *buf, size_t size)
  */
 static void pods_up(void)
 {
-	struct pod *pods[2] = { &server, &client };
-	char out[2][PATH_MAX], err[2][PATH_MAX], name[32], *text, *log, gw[INET_ADDRSTRLEN];
-	char mac[18], *fwd;
-	pid_t pid[2];
-	int rc;
+	struct loupe_live_pod *pods[] = { &server, &client };
+	char gw[INET_ADDRSTRLEN], mac[18], *fwd;
 
-	for (int i = 0; i < 2; i++) {
-		char *argv[] = { PODS, "up", (char *)pods[i]->name, "--net", "ptp", NULL };
-
-		snprintf(name, sizeof(name), "up-%s.out", pods[i]->name);
-		tmp_path(out[i], sizeof(out[i]), name);
-		snprintf(name, sizeof(name), "up-%s.err", pods[i]->name);
-		tmp_path(err[i], sizeof(err[i]), name);
-		pid[i] = proc_start(argv, out[i], err[i]);
-	}
-	for (int i = 0; i < 2; i++) {
-		rc = exit_code(proc_wait(pid[i], UP_S));
-		if (rc == -1)
-			proc_stop(pid[i], SIGINT, 10);
-		text = slurp(out[i]);
-		log = slurp(err[i]);
-		cr_assert_eq(rc, 0, "pods up %s: exit %d; stderr:\n%s", pods[i]->name, rc, log);
-		pod_summary(pods[i], text);
-		free(text);
-		free(log);
-	}
-	{
-		char *http[] = { PODS, "serve", "server", "http", "8080", NULL };
-		char *tls[] = { PODS, "serve", "server", "tls", "443", NULL };
-
-		free(must_run(http, "serve-http", SERVE_S));
-		free(must_run(tls, "serve-tls", SERVE_S));
-	}
+	loupe_live_pods_up(pods, 2);
+	loupe_live_pods_serve("server", "http", "8080", "serve-http");
+	loupe_live_pods_serve("server", "tls", "443", "serve-tls");
 
 	/*
 	 * A pod that forwards would answer the server's packets for the address it does not own
@@ -605,25 +198,30 @@ static void pods_up(void)
 				 "net.ipv4.conf.eth0.forwarding",
 				 NULL };
 
-		cr_assert_eq(sh("ip netns exec %s sysctl -qw net.ipv4.conf.eth0.forwarding=0",
-				client.ns),
-			     0, "forwarding off in the client pod");
-		fwd = must_run(argv, "client-forwarding", 5);
+		cr_assert_eq(
+			loupe_live_sh("ip netns exec %s sysctl -qw net.ipv4.conf.eth0.forwarding=0",
+				      client.ns),
+			0, "forwarding off in the client pod");
+		fwd = loupe_live_must_run(argv, "client-forwarding", 5);
 		cr_assert_eq(atoi(fwd), 0,
 			     "the client pod forwards IPv4: it would answer for " RAW_SRC);
 		free(fwd);
 	}
 	cr_assert_eq(loupe_rawtcp_if_mac(client.ns, "eth0", t.pod_mac), 0, "the pod's MAC");
-	cr_assert_eq(loupe_rawtcp_if_mac(t.node, client.host_if, t.gw_mac), 0, "the veth's MAC");
+	cr_assert_eq(loupe_rawtcp_if_mac(loupe_live.node, client.host_if, t.gw_mac), 0,
+		     "the veth's MAC");
 	mac_text(t.pod_mac, mac);
-	cr_assert_eq(sh("ip -n %s route add " RAW_SRC "/32 dev %s", t.node, client.host_if), 0,
-		     "route " RAW_SRC " to %s on the node", client.host_if);
-	cr_assert_eq(sh("ip -n %s neigh replace " RAW_SRC " lladdr %s dev %s nud permanent", t.node,
-			mac, client.host_if),
+	cr_assert_eq(loupe_live_sh("ip -n %s route add " RAW_SRC "/32 dev %s", loupe_live.node,
+				   client.host_if),
+		     0, "route " RAW_SRC " to %s on the node", client.host_if);
+	cr_assert_eq(loupe_live_sh("ip -n %s neigh replace " RAW_SRC
+				   " lladdr %s dev %s nud permanent",
+				   loupe_live.node, mac, client.host_if),
 		     0, "neighbour " RAW_SRC " on the node");
 	server_gateway(gw, sizeof(gw));
-	cr_assert_eq(sh("ip -n %s route add " RAW_SRC "/32 via %s dev eth0", server.ns, gw), 0,
-		     "route " RAW_SRC " in the server pod");
+	cr_assert_eq(
+		loupe_live_sh("ip -n %s route add " RAW_SRC "/32 via %s dev eth0", server.ns, gw),
+		0, "route " RAW_SRC " in the server pod");
 }
 
 /* tcpdump in the server pod: every TCP packet from the raw client that reached the server. */
@@ -648,19 +246,20 @@ static void capture_start(void)
 			 t.capture,
 			 "tcp and src host " RAW_SRC,
 			 NULL };
-	double end = now_s() + CAPTURE_S;
+	double end = loupe_live_now_s() + CAPTURE_S;
 
-	tmp_path(out, sizeof(out), "tcpdump.out");
-	t.tcpdump = proc_start(argv, out, t.capture_log);
+	loupe_live_tmp_path(out, sizeof(out), "tcpdump.out");
+	t.tcpdump = loupe_live_proc_start(argv, out, t.capture_log);
 	for (;;) {
-		log = slurp(t.capture_log);
+		log = loupe_live_slurp(t.capture_log);
 		if (strstr(log, "listening on eth0")) {
 			free(log);
 			return;
 		}
-		cr_assert(now_s() < end && pid_alive(t.tcpdump), "tcpdump did not start:\n%s", log);
+		cr_assert(loupe_live_now_s() < end && loupe_live_pid_alive(t.tcpdump),
+			  "tcpdump did not start:\n%s", log);
 		free(log);
-		pause_ms(10);
+		loupe_live_pause_ms(10);
 	}
 }
 
@@ -712,7 +311,7 @@ static void capture_stop(void)
 					.sport = MARKER_PORT,
 					.dport = HTTP_PORT };
 	struct loupe_rawtcp *c = NULL;
-	double end = now_s() + CAPTURE_S;
+	double end = loupe_live_now_s() + CAPTURE_S;
 	char *log;
 	int st;
 
@@ -722,14 +321,15 @@ static void capture_stop(void)
 	loupe_rawtcp_free(c);
 	cr_assert_eq(st, 0, "the marker connection: %s", strerror(-st));
 	while (!capture_has(MARKER_PORT)) {
-		cr_assert(now_s() < end, "tcpdump did not write the marker within %.0f s",
-			  CAPTURE_S);
-		pause_ms(10);
+		cr_assert(loupe_live_now_s() < end,
+			  "tcpdump did not write the marker within %.0f s", CAPTURE_S);
+		loupe_live_pause_ms(10);
 	}
-	st = proc_stop(t.tcpdump, SIGINT, CAPTURE_S);
+	st = loupe_live_proc_stop(t.tcpdump, SIGINT, CAPTURE_S);
 	t.tcpdump = 0;
-	log = slurp(t.capture_log);
-	cr_assert_eq(exit_code(st), 0, "tcpdump: exit %d:\n%s", exit_code(st), log);
+	log = loupe_live_slurp(t.capture_log);
+	cr_assert_eq(loupe_live_exit_code(st), 0, "tcpdump: exit %d:\n%s", loupe_live_exit_code(st),
+		     log);
 	cr_assert(strstr(log, "\n0 packets dropped by kernel"), "tcpdump lost packets:\n%s", log);
 	free(log);
 }
@@ -755,59 +355,36 @@ static void write_policy(void)
 		 "\"match\":{\"tls\":{\"sni\":[\"" HOST_OK "\"]}},\"action\":\"allow\"}]}}\n",
 		 client.host_if);
 	snprintf(path, sizeof(path), "%s/evasion.json", t.policies);
-	write_file(path, text);
-}
-
-static void wait_log(const char *needle, double timeout_s)
-{
-	double end = now_s() + timeout_s;
-	int status;
-	char *s;
-
-	for (;;) {
-		s = slurp(t.agent_log);
-		if (strstr(s, needle)) {
-			free(s);
-			return;
-		}
-		if (waitpid(t.agent, &status, WNOHANG) == t.agent) {
-			t.agent = 0;
-			cr_assert_fail("loupe-agent exited (status 0x%x) before '%s'; its log:\n%s",
-				       status, needle, s);
-		}
-		if (now_s() > end)
-			cr_assert_fail("loupe-agent: no '%s' within %.0f s; its log:\n%s", needle,
-				       timeout_s, s);
-		free(s);
-		pause_ms(10);
-	}
+	loupe_live_write_file(path, text);
 }
 
 static void agent_start(void)
 {
-	char out[PATH_MAX], needle[64];
-	char *argv[] = { "ip",		"netns",	"exec",		  t.node,
-			 AGENT_BIN,	"--standalone", "--policy",	  t.policies,
-			 "--output",	t.events,	"--metrics-addr", METRICS,
-			 "--bpffs-dir", t.pin_dir,	"--log-level",	  "info",
-			 NULL };
+	const struct loupe_live_agent agent = { .policy = t.policies,
+						.events = t.events,
+						.metrics = METRICS };
+	char needle[64];
 
-	tmp_path(out, sizeof(out), "agent.out");
-	t.agent = proc_start(argv, out, t.agent_log);
-	wait_log("msg=\"ready\"", READY_S);
-	wait_log("msg=\"policies applied\" trigger=start", ATTACH_S);
+	loupe_live_agent_start(&agent);
+	loupe_live_agent_wait("msg=\"policies applied\" trigger=start", 1, ATTACH_S);
 	snprintf(needle, sizeof(needle), "msg=\"attached\" iface=%s ", client.host_if);
-	wait_log(needle, ATTACH_S);
+	loupe_live_agent_wait(needle, 1, ATTACH_S);
 }
 
 /* The value of @series in the agent's /metrics, or -1. */
 static long long metric(const char *series)
 {
-	char *argv[] = { "ip",	 "netns", "exec",
-			 t.node, "curl",  "-sS",
-			 "-m",	 "5",	  "http://" METRICS "/metrics",
+	char *argv[] = { "ip",
+			 "netns",
+			 "exec",
+			 loupe_live.node,
+			 "curl",
+			 "-sS",
+			 "-m",
+			 "5",
+			 "http://" METRICS "/metrics",
 			 NULL };
-	char *m = must_run(argv, "metrics", 10), *needle, *s;
+	char *m = loupe_live_must_run(argv, "metrics", 10), *needle, *s;
 	long long v = -1;
 
 	cr_assert(asprintf(&needle, "\n%s ", series) > 0);
@@ -1110,7 +687,7 @@ static void end_on_server(const struct run *r)
 			 "dst", RAW_SRC, "dport", "=",	     filter, NULL };
 
 	snprintf(filter, sizeof(filter), "%u", r->sport);
-	free(must_run(argv, "ss-kill", 5));
+	free(loupe_live_must_run(argv, "ss-kill", 5));
 }
 
 static bool server_hello(const uint8_t *rx, uint32_t len)
@@ -1235,7 +812,7 @@ static void capture_bytes(struct run *runs, size_t n_runs, bool (*have)[1024])
 	char *argv[] = { "tshark",	"-r",		t.capture,     "-T",	      "fields",
 			 "-E",		"separator=/t", "-e",	       "tcp.srcport", "-e",
 			 "tcp.seq_raw", "-e",		"tcp.payload", NULL };
-	char *out = must_run(argv, "tshark", 60), *line, *nl;
+	char *out = loupe_live_must_run(argv, "tshark", 60), *line, *nl;
 	size_t rows = 0;
 
 	for (line = out; (nl = strchr(line, '\n')); line = nl + 1) {
@@ -1309,15 +886,16 @@ static void expect_at_server(struct run *runs, size_t n_runs)
 
 	/* httpd.py's log: each allowed request served, no denied one */
 	snprintf(path, sizeof(path), "/run/loupe-pods/%s/pods/server/servers/http-8080-v4.log",
-		 t.prefix);
-	log = slurp(path);
+		 loupe_live.prefix);
+	log = loupe_live_slurp(path);
 	for (size_t i = 0; i < n_runs; i++) {
 		if (runs[i].sp->tls)
 			continue;
 		snprintf(needle, sizeof(needle), "\"GET /evasion/%s/%s HTTP/1.1\" 200",
 			 runs[i].sp->name, runs[i].denied ? "denied" : "allowed");
-		cr_expect_eq(count_in(log, needle), runs[i].blocked ? 0u : 1u,
-			     "httpd.py's log has %zu of '%s'", count_in(log, needle), needle);
+		cr_expect_eq(loupe_live_count(log, needle), runs[i].blocked ? 0u : 1u,
+			     "httpd.py's log has %zu of '%s'", loupe_live_count(log, needle),
+			     needle);
 	}
 	free(log);
 }
@@ -1358,12 +936,12 @@ static bool verdict_of(struct json_object *o, const struct run *r)
 /* Every connection has its POLICY_VERDICT, naming the rule that decided, in the agent's output. */
 static void expect_verdicts(struct run *runs, size_t n_runs)
 {
-	double end = now_s() + EVENT_S;
+	double end = loupe_live_now_s() + EVENT_S;
 	bool found[2 * N_SPLITS];
 	size_t missing;
 
 	for (;;) {
-		char *text = slurp(t.events), *line, *nl;
+		char *text = loupe_live_slurp(t.events), *line, *nl;
 
 		memset(found, 0, sizeof(found));
 		for (line = text; (nl = strchr(line, '\n')); line = nl + 1) {
@@ -1379,9 +957,9 @@ static void expect_verdicts(struct run *runs, size_t n_runs)
 		missing = 0;
 		for (size_t i = 0; i < n_runs; i++)
 			missing += !found[i];
-		if (!missing || now_s() > end)
+		if (!missing || loupe_live_now_s() > end)
 			break;
-		pause_ms(100);
+		loupe_live_pause_ms(100);
 	}
 	for (size_t i = 0; i < n_runs; i++)
 		cr_expect(found[i], "%s: no POLICY_VERDICT %s naming rule %s-%s for port %u in %s",
@@ -1398,14 +976,14 @@ Test(policy_evasion, split_requests_are_judged_whole)
 {
 	static struct run runs[2 * N_SPLITS];
 	size_t n_runs = 0;
-	double t0 = now_s(), t1;
+	double t0 = loupe_live_now_s(), t1;
 	long long ooo;
 
 	pods_up();
 	write_policy();
 	agent_start();
 	capture_start();
-	t1 = now_s();
+	t1 = loupe_live_now_s();
 	fprintf(stderr,
 		"[evasion] raw client " RAW_SRC " in pod %s (%s), server %s; setup %.1f s\n",
 		client.ns, client.host_if, server.v4, t1 - t0);
@@ -1437,7 +1015,7 @@ Test(policy_evasion, split_requests_are_judged_whole)
 			end_on_server(r);
 		}
 	}
-	fprintf(stderr, "[evasion] %zu connections in %.1f s\n", n_runs, now_s() - t1);
+	fprintf(stderr, "[evasion] %zu connections in %.1f s\n", n_runs, loupe_live_now_s() - t1);
 
 	capture_stop();
 	expect_at_server(runs, n_runs);
@@ -1446,5 +1024,5 @@ Test(policy_evasion, split_requests_are_judged_whole)
 	ooo = metric("loupe_policy_out_of_order_segments_total");
 	cr_expect_gt(ooo, 0, "loupe_policy_out_of_order_segments_total is %lld", ooo);
 	fprintf(stderr, "[evasion] %.1f s in all; %lld segments dropped out of order\n",
-		now_s() - t0, ooo);
+		loupe_live_now_s() - t0, ooo);
 }

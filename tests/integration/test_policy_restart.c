@@ -16,47 +16,33 @@
  * wait has a deadline; none is a fixed sleep.
  */
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
-#include <glob.h>
-#include <net/if.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
-#include <spawn.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
-#include <criterion/hooks.h>
 
-#define AGENT_BIN LOUPE_BIN_DIR "/loupe-agent"
-#define PODS	  LOUPE_SOURCE_DIR "/scripts/pods"
-#define ID_ENV	  "LOUPE_TEST_POLICY_RESTART_ID" /* the runner's pid, set once (PRE_ALL) */
-#define METRICS	  "127.0.0.1:9752"		 /* in the node's own namespace: no clash */
+#include "live.h"
 
-#define BPF_FS_MAGIC_ 0xcafe4a11 /* linux/magic.h's BPF_FS_MAGIC */
+#define ID_ENV	"LOUPE_TEST_POLICY_RESTART_ID" /* the runner's pid, set once (PRE_ALL) */
+#define METRICS "127.0.0.1:9752"	       /* in the node's own namespace: no clash */
 
 /* Deadlines and bounds, seconds unless said. */
-#define UP_S	   40.0
-#define SERVE_S	   20.0
-#define READY_S	   30.0
 #define ATTACH_S   5.0
 #define CAPTURE_S  10.0
 #define PROGRESS_S 10.0 /* the loop shows progress (attempts, answers) */
@@ -97,371 +83,57 @@ struct loop_state {
 	volatile double ok_at[TIMESTAMPS_MAX]; /* CLOCK_MONOTONIC, s */
 };
 
-struct pod {
-	const char *name;
-	char ns[64];
-	char host_if[IF_NAMESIZE];
-	char v4[INET_ADDRSTRLEN];
-	char v6[INET6_ADDRSTRLEN];
-};
-
+/* loupe_live: the node (loupe-pr<id>), pods (lpr<id>-), temp dir (/tmp/loupe-pr-<id>-*) */
 static struct {
-	int id;
-	char node[32];	 /* loupe-pr<id> */
-	char prefix[32]; /* lpr<id>- */
-	char env[4][160];
-	char *envp[5];
-	char tmp[64];
-	char bpffs[96];
-	char pin_dir[112];
 	char policies[112];
-	char agent_log[112];
 	char capture[112];
 	char capture_log[112];
-	pid_t agent;
 	pid_t tcpdump;
 	pid_t loop;
 	int listen_fd;
 	struct loop_state *shared;
 } t;
 
-static struct pod server = { .name = "server" }, client = { .name = "client" };
+static struct loupe_live_pod server = { .name = "server" }, client = { .name = "client" };
 
-/* ------------------------------------------------------------------ small things */
+static void teardown(void);
 
-static double now_s(void)
-{
-	struct timespec ts;
+static const struct loupe_live_names live_names = {
+	.id_env = ID_ENV,
+	.node = "loupe-pr",
+	.pods = "lpr",
+	.tmp = "loupe-pr",
+	.teardown = teardown,
+};
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void pause_ms(int ms)
-{
-	nanosleep(&(struct timespec){ .tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000L }, NULL);
-}
-
-/* A shell command; its exit status. For setup steps checked by the caller, and cleanup. */
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static char *slurp(const char *path)
-{
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = fopen(path, "r");
-
-	if (!f)
-		return strdup("");
-	if (getdelim(&buf, &len, '\0', f) < 0) {
-		free(buf);
-		buf = strdup("");
-	}
-	fclose(f);
-	return buf;
-}
-
-static void tmp_path(char *buf, size_t size, const char *name)
-{
-	snprintf(buf, size, "%s/%s", t.tmp, name);
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
-static bool is_bpffs(const char *path)
-{
-	struct statfs sf;
-
-	return statfs(path, &sf) == 0 && (unsigned long)sf.f_type == BPF_FS_MAGIC_;
-}
-
-static void write_file(const char *path, const char *text)
-{
-	char tmp[PATH_MAX + 8];
-	FILE *f;
-
-	snprintf(tmp, sizeof(tmp), "%s.tmp~", path);
-	f = fopen(tmp, "w");
-	cr_assert_not_null(f, "%s: %s", tmp, strerror(errno));
-	fputs(text, f);
-	cr_assert_eq(fclose(f), 0);
-	cr_assert_eq(rename(tmp, path), 0, "rename %s: %s", path, strerror(errno));
-}
-
-/* ------------------------------------------------------------------ processes */
-
-static pid_t proc_start(char *const argv[], const char *out, const char *err)
-{
-	posix_spawn_file_actions_t fa;
-	pid_t pid;
-	int rc;
-
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	posix_spawn_file_actions_addopen(&fa, 2, err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, t.envp);
-	posix_spawn_file_actions_destroy(&fa);
-	cr_assert_eq(rc, 0, "cannot run %s: %s", argv[0], strerror(rc));
-	return pid;
-}
-
-/* Waits up to @timeout_s for child @pid and reaps it: its wait status, or -1 (still running). */
-static int proc_wait(pid_t pid, double timeout_s)
-{
-	int pidfd = syscall(SYS_pidfd_open, pid, 0), status;
-	double end = now_s() + timeout_s;
-
-	for (;;) {
-		struct pollfd p = { .fd = pidfd, .events = POLLIN };
-		int left = (int)((end - now_s()) * 1000);
-
-		if (waitpid(pid, &status, WNOHANG) == pid)
-			break;
-		status = -1;
-		if (left <= 0)
-			break;
-		if (pidfd >= 0)
-			poll(&p, 1, left);
-		else
-			pause_ms(10);
-	}
-	if (pidfd >= 0)
-		close(pidfd);
-	return status;
-}
-
-static int proc_stop(pid_t pid, int sig, double timeout_s)
-{
-	int status;
-
-	kill(pid, sig);
-	status = proc_wait(pid, timeout_s);
-	if (status == -1) {
-		kill(pid, SIGKILL);
-		status = proc_wait(pid, 5);
-	}
-	return status;
-}
-
-static int exit_code(int status)
-{
-	if (status == -1)
-		return -1;
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-/* Runs @argv to its end, at most @timeout_s: its exit code (-1 on timeout); stdout, stderr. */
-static int proc_run(char *const argv[], const char *name, double timeout_s, char **ret_out,
-		    char **ret_err)
-{
-	char out[PATH_MAX], err[PATH_MAX], base[96];
-	int status;
-	pid_t pid;
-
-	snprintf(base, sizeof(base), "%s.out", name);
-	tmp_path(out, sizeof(out), base);
-	snprintf(base, sizeof(base), "%s.err", name);
-	tmp_path(err, sizeof(err), base);
-	pid = proc_start(argv, out, err);
-	status = proc_wait(pid, timeout_s);
-	if (status == -1) {
-		kill(pid, SIGKILL);
-		proc_wait(pid, 5);
-	}
-	if (ret_out)
-		*ret_out = slurp(out);
-	if (ret_err)
-		*ret_err = slurp(err);
-	return exit_code(status);
-}
-
-static char *must_run(char *const argv[], const char *name, double timeout_s)
-{
-	char *out, *err;
-	int rc = proc_run(argv, name, timeout_s, &out, &err);
-
-	cr_assert_eq(rc, 0, "%s: exit %d%s; stderr:\n%s\nstdout:\n%s", name, rc,
-		     rc == -1 ? " (timed out, killed)" : "", err, out);
-	free(err);
-	return out;
-}
-
-/* ------------------------------------------------------------------ cleanup */
-
-/* Removes everything of run @id; each step idempotent, so any exit path may call it. */
-static void sweep_id(int id)
-{
-	char node[32], prefix[32], path[PATH_MAX], pattern[64];
-	bool node_there;
-	glob_t g = { 0 };
-	double end;
-
-	snprintf(node, sizeof(node), "loupe-pr%d", id);
-	snprintf(prefix, sizeof(prefix), "lpr%d-", id);
-	snprintf(path, sizeof(path), "/var/run/netns/%s", node);
-	node_there = access(path, F_OK) == 0;
-	snprintf(pattern, sizeof(pattern), "/tmp/loupe-pr-%d-*", id);
-	glob(pattern, 0, NULL, &g);
-
-	if (node_there) {
-		/* only this test runs anything in loupe-pr<id>: its agents */
-		sh("ip netns pids %s 2>/dev/null | xargs -r kill -KILL 2>/dev/null", node);
-		end = now_s() + 5;
-		while (sh("test -z \"$(ip netns pids %s 2>/dev/null)\"", node) != 0 &&
-		       now_s() < end)
-			pause_ms(20);
-		for (size_t i = 0; i < g.gl_pathc; i++) {
-			snprintf(path, sizeof(path), "%s/bpffs", g.gl_pathv[i]);
-			if (is_bpffs(path))
-				sh("ip netns exec %s %s --uninstall --bpffs-dir %s/loupe "
-				   ">/dev/null 2>&1",
-				   node, AGENT_BIN, path);
-		}
-	}
-	/* the pods' processes (servers, tcpdump), veths and namespaces */
-	snprintf(path, sizeof(path), "/run/loupe-pods/%s", prefix);
-	if (access(path, F_OK) == 0)
-		sh("LOUPE_PODS_PREFIX=%s LOUPE_PODS_NODE=%s %s down-all >/dev/null 2>&1", prefix,
-		   node, PODS);
-	if (node_there)
-		sh("ip netns del %s 2>/dev/null", node);
-	for (size_t i = 0; i < g.gl_pathc; i++) {
-		snprintf(path, sizeof(path), "%s/bpffs", g.gl_pathv[i]);
-		while (is_bpffs(path) && umount2(path, MNT_DETACH) == 0)
-			;
-		nftw(g.gl_pathv[i], rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
-	}
-	globfree(&g);
-}
-
-static bool pid_alive(int pid)
-{
-	char path[64], *stat, *paren;
-	bool alive;
-
-	if (kill(pid, 0) && errno == ESRCH)
-		return false;
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	stat = slurp(path);
-	paren = strrchr(stat, ')');
-	alive = !paren || strncmp(paren, ") Z", 3) != 0;
-	free(stat);
-	return alive;
-}
-
-/* The leftovers of runs whose runner is gone: their names carry its pid. */
-static void sweep_dead_runs(void)
-{
-	static const char *const where[] = { "/var/run/netns", "/tmp" };
-
-	for (size_t w = 0; w < sizeof(where) / sizeof(where[0]); w++) {
-		DIR *d = opendir(where[w]);
-		struct dirent *e;
-
-		if (!d)
-			continue;
-		while ((e = readdir(d))) {
-			int pid = 0, end = 0;
-
-			if (w == 0 ? sscanf(e->d_name, "loupe-pr%d%n", &pid, &end) != 1 ||
-					     e->d_name[end]
-				   : sscanf(e->d_name, "loupe-pr-%d%n", &pid, &end) != 1 ||
-					     e->d_name[end] != '-')
-				continue;
-			if (pid <= 0 || pid == t.id || pid_alive(pid))
-				continue;
-			sweep_id(pid);
-		}
-		closedir(d);
-	}
-}
+/* ------------------------------------------------------------------ setup and cleanup */
 
 static void teardown(void)
 {
 	if (t.loop > 0) {
 		kill(t.loop, SIGKILL);
-		proc_wait(t.loop, 5);
+		loupe_live_proc_wait(t.loop, 5);
 	}
 	if (t.tcpdump > 0)
-		proc_stop(t.tcpdump, SIGINT, 5);
-	if (t.agent > 0)
-		proc_stop(t.agent, SIGTERM, 10);
-	t.loop = t.tcpdump = t.agent = 0;
+		loupe_live_proc_stop(t.tcpdump, SIGINT, 5);
+	t.loop = t.tcpdump = 0;
 	if (t.listen_fd > 0)
 		close(t.listen_fd);
 	if (t.shared && t.shared != MAP_FAILED)
 		munmap(t.shared, sizeof(*t.shared));
-	if (t.id)
-		sweep_id(t.id);
+	loupe_live_teardown();
 	memset(&t, 0, sizeof(t));
 }
 
-#define SKIP(...)                                                                                  \
-	do {                                                                                       \
-		teardown();                                                                        \
-		cr_skip_test(__VA_ARGS__);                                                         \
-	} while (0)
-
-#define setup_check(cond, ...)                                                                     \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			teardown();                                                                \
-			cr_assert_fail(__VA_ARGS__);                                               \
-		}                                                                                  \
-	} while (0)
-
-ReportHook(PRE_ALL)(struct criterion_test_set *set)
-{
-	char id[16];
-
-	(void)set;
-	if (getenv(ID_ENV))
-		return;
-	snprintf(id, sizeof(id), "%d", (int)getpid());
-	setenv(ID_ENV, id, 1);
-}
-
-/* Safety net in the runner: a test process killed at its timeout runs no .fini. */
-ReportHook(POST_ALL)(struct criterion_global_stats *stats)
-{
-	const char *id = getenv(ID_ENV);
-
-	(void)stats;
-	if (geteuid() == 0 && id && atoi(id) > 0)
-		sweep_id(atoi(id));
-}
+LOUPE_LIVE_PRE_ALL(&live_names)
+LOUPE_LIVE_POST_ALL(&live_names)
 
 static const char *missing_tool(void)
 {
 	static const char *const tools[] = {
-		"/usr/bin/python3",
-		"/usr/bin/tcpdump",
-		"/usr/bin/tshark",
-		"/usr/lib/cni/ptp",
-		"/usr/lib/cni/host-local",
-		"/usr/lib/cni/loopback",
-		AGENT_BIN,
-		PODS,
+		"/usr/bin/python3",   "/usr/bin/tcpdump",	 "/usr/bin/tshark",
+		"/usr/lib/cni/ptp",   "/usr/lib/cni/host-local", "/usr/lib/cni/loopback",
+		LOUPE_LIVE_AGENT_BIN, LOUPE_LIVE_PODS,
 	};
 
 	for (size_t i = 0; i < sizeof(tools) / sizeof(tools[0]); i++)
@@ -472,8 +144,7 @@ static const char *missing_tool(void)
 
 static void setup(void)
 {
-	const char *id = getenv(ID_ENV), *tool;
-	int err;
+	const char *tool;
 
 	if (geteuid() != 0)
 		cr_skip_test("needs root: network namespaces, CNI plugins, bpffs, BPF programs");
@@ -483,63 +154,20 @@ static void setup(void)
 			"%s is missing (python3, tcpdump, tshark, containernetworking-plugins; "
 			"the agent: make build)",
 			tool);
-	signal(SIGPIPE, SIG_IGN);
-	t.id = id && atoi(id) > 0 ? atoi(id) : (int)getpid();
 	t.listen_fd = -1;
-	sweep_dead_runs();
-	sweep_id(t.id);
-
-	snprintf(t.node, sizeof(t.node), "loupe-pr%d", t.id);
-	snprintf(t.prefix, sizeof(t.prefix), "lpr%d-", t.id);
-	snprintf(t.tmp, sizeof(t.tmp), "/tmp/loupe-pr-%d-XXXXXX", t.id);
-	setup_check(mkdtemp(t.tmp), "mkdtemp: %s", strerror(errno));
-	snprintf(t.env[0], sizeof(t.env[0]), "PATH=/usr/sbin:/usr/bin:/sbin:/bin");
-	snprintf(t.env[1], sizeof(t.env[1]), "LOUPE_PODS_PREFIX=%s", t.prefix);
-	snprintf(t.env[2], sizeof(t.env[2]), "LOUPE_PODS_NODE=%s", t.node);
-	snprintf(t.env[3], sizeof(t.env[3]), "HOME=%s", t.tmp);
-	for (int i = 0; i < 4; i++)
-		t.envp[i] = t.env[i];
-	t.envp[4] = NULL;
-	tmp_path(t.policies, sizeof(t.policies), "policies");
-	tmp_path(t.capture, sizeof(t.capture), "server.pcap");
-	tmp_path(t.capture_log, sizeof(t.capture_log), "tcpdump.err");
-	setup_check(mkdir(t.policies, 0700) == 0, "mkdir: %s", strerror(errno));
+	loupe_live_setup(&live_names);
+	loupe_live_tmp_path(t.policies, sizeof(t.policies), "policies");
+	loupe_live_tmp_path(t.capture, sizeof(t.capture), "server.pcap");
+	loupe_live_tmp_path(t.capture_log, sizeof(t.capture_log), "tcpdump.err");
+	LOUPE_LIVE_CHECK(mkdir(t.policies, 0700) == 0, "mkdir: %s", strerror(errno));
 	t.shared = mmap(NULL, sizeof(*t.shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
 			-1, 0);
-	setup_check(t.shared != MAP_FAILED, "mmap: %s", strerror(errno));
-
-	if (sh("ip netns add %s 2>/dev/null", t.node))
-		SKIP("cannot make a network namespace (ip netns add %s)", t.node);
-	setup_check(sh("ip -n %s link set lo up", t.node) == 0, "lo up in %s", t.node);
-
-	snprintf(t.bpffs, sizeof(t.bpffs), "%s/bpffs", t.tmp);
-	setup_check(mkdir(t.bpffs, 0700) == 0, "mkdir %s: %s", t.bpffs, strerror(errno));
-	if (mount("bpf", t.bpffs, "bpf", 0, NULL)) {
-		err = errno;
-		if (err == ENODEV)
-			SKIP("the kernel has no bpffs");
-		setup_check(false, "mount bpffs on %s: %s", t.bpffs, strerror(err));
-	}
-	snprintf(t.pin_dir, sizeof(t.pin_dir), "%s/loupe", t.bpffs);
+	LOUPE_LIVE_CHECK(t.shared != MAP_FAILED, "mmap: %s", strerror(errno));
 }
 
 TestSuite(policy_restart, .init = setup, .fini = teardown, .timeout = 180);
 
 /* ------------------------------------------------------------------ pods and servers */
-
-static void pod_summary(struct pod *p, const char *out)
-{
-	const char *last = out, *nl;
-	char name[64];
-
-	for (const char *s = out; (nl = strchr(s, '\n')); s = nl + 1)
-		if (nl[1] && nl[1] != '\n')
-			last = nl + 1;
-	cr_assert_eq(sscanf(last, "pod=%63s netns=%63s host_if=%15s ipv4=%15s ipv6=%45s", name,
-			    p->ns, p->host_if, p->v4, p->v6),
-		     5, "pods %s: no summary line in:\n%s", p->name, out);
-	cr_assert_str_eq(name, p->name);
-}
 
 /* Runs @fn(@arg) with this thread in the network namespace @ns; its result, or -errno. */
 static int in_netns(const char *ns, int (*fn)(void *), void *arg)
@@ -589,38 +217,11 @@ static int listen_8082(void *arg)
 
 static void pods_up(void)
 {
-	struct pod *pods[2] = { &server, &client };
-	char out[2][PATH_MAX], err[2][PATH_MAX], name[32], *text, *log;
-	pid_t pid[2];
-	int rc;
+	struct loupe_live_pod *pods[] = { &server, &client };
 
-	for (int i = 0; i < 2; i++) {
-		char *argv[] = { PODS, "up", (char *)pods[i]->name, "--net", "ptp", NULL };
-
-		snprintf(name, sizeof(name), "up-%s.out", pods[i]->name);
-		tmp_path(out[i], sizeof(out[i]), name);
-		snprintf(name, sizeof(name), "up-%s.err", pods[i]->name);
-		tmp_path(err[i], sizeof(err[i]), name);
-		pid[i] = proc_start(argv, out[i], err[i]);
-	}
-	for (int i = 0; i < 2; i++) {
-		rc = exit_code(proc_wait(pid[i], UP_S));
-		if (rc == -1)
-			proc_stop(pid[i], SIGINT, 10);
-		text = slurp(out[i]);
-		log = slurp(err[i]);
-		cr_assert_eq(rc, 0, "pods up %s: exit %d; stderr:\n%s", pods[i]->name, rc, log);
-		pod_summary(pods[i], text);
-		free(text);
-		free(log);
-	}
-	{
-		char *ok[] = { PODS, "serve", "server", "http", "8080", NULL };
-		char *denied[] = { PODS, "serve", "server", "http", "8081", NULL };
-
-		free(must_run(ok, "serve-8080", SERVE_S));
-		free(must_run(denied, "serve-8081", SERVE_S));
-	}
+	loupe_live_pods_up(pods, 2);
+	loupe_live_pods_serve("server", "http", "8080", "serve-8080");
+	loupe_live_pods_serve("server", "http", "8081", "serve-8081");
 	t.listen_fd = in_netns(server.ns, listen_8082, NULL);
 	cr_assert_geq(t.listen_fd, 0, "listen on %s:%d: %s", server.v4, PORT_HOST,
 		      strerror(-t.listen_fd));
@@ -634,19 +235,20 @@ static void capture_start(void)
 	char *argv[] = { "ip",	 "netns", "exec", server.ns,	      "tcpdump", "-i",
 			 "eth0", "-n",	  "-U",	  "--immediate-mode", "-s",	 "128",
 			 "-B",	 "16384", "-w",	  t.capture,	      "tcp",	 NULL };
-	double end = now_s() + CAPTURE_S;
+	double end = loupe_live_now_s() + CAPTURE_S;
 
-	tmp_path(out, sizeof(out), "tcpdump.out");
-	t.tcpdump = proc_start(argv, out, t.capture_log);
+	loupe_live_tmp_path(out, sizeof(out), "tcpdump.out");
+	t.tcpdump = loupe_live_proc_start(argv, out, t.capture_log);
 	for (;;) {
-		log = slurp(t.capture_log);
+		log = loupe_live_slurp(t.capture_log);
 		if (strstr(log, "listening on eth0")) {
 			free(log);
 			return;
 		}
-		cr_assert(now_s() < end && pid_alive(t.tcpdump), "tcpdump did not start:\n%s", log);
+		cr_assert(loupe_live_now_s() < end && loupe_live_pid_alive(t.tcpdump),
+			  "tcpdump did not start:\n%s", log);
 		free(log);
-		pause_ms(10);
+		loupe_live_pause_ms(10);
 	}
 }
 
@@ -712,21 +314,22 @@ static int connect_marker(void *arg)
  */
 static void capture_stop(void)
 {
-	double end = now_s() + CAPTURE_S;
+	double end = loupe_live_now_s() + CAPTURE_S;
 	char *log;
 	int st;
 
 	st = in_netns(client.ns, connect_marker, NULL);
 	cr_assert_eq(st, 0, "the marker connection: %s", strerror(-st));
 	while (!capture_has(MARKER_PORT)) {
-		cr_assert(now_s() < end, "tcpdump did not write the marker within %.0f s",
-			  CAPTURE_S);
-		pause_ms(10);
+		cr_assert(loupe_live_now_s() < end,
+			  "tcpdump did not write the marker within %.0f s", CAPTURE_S);
+		loupe_live_pause_ms(10);
 	}
-	st = proc_stop(t.tcpdump, SIGINT, CAPTURE_S);
+	st = loupe_live_proc_stop(t.tcpdump, SIGINT, CAPTURE_S);
 	t.tcpdump = 0;
-	log = slurp(t.capture_log);
-	cr_assert_eq(exit_code(st), 0, "tcpdump: exit %d:\n%s", exit_code(st), log);
+	log = loupe_live_slurp(t.capture_log);
+	cr_assert_eq(loupe_live_exit_code(st), 0, "tcpdump: exit %d:\n%s", loupe_live_exit_code(st),
+		     log);
 	cr_assert(strstr(log, "\n0 packets dropped by kernel"), "tcpdump lost packets:\n%s", log);
 	free(log);
 }
@@ -745,7 +348,7 @@ static struct arrived capture_read(void)
 	char *argv[] = { "tshark",	 "-r", t.capture,	"-T", "fields",	  "-E",
 			 "separator=/t", "-e", "ip.src",	"-e", "ipv6.src", "-e",
 			 "tcp.dstport",	 "-e", "tcp.flags.syn", "-e", "tcp.len",  NULL };
-	char *out = must_run(argv, "tshark", 60), *line, *nl;
+	char *out = loupe_live_must_run(argv, "tshark", 60), *line, *nl;
 	struct arrived a = { 0 };
 
 	for (line = out; (nl = strchr(line, '\n')); line = nl + 1) {
@@ -823,55 +426,26 @@ static void write_policy(void)
 		 "\"match\":{\"http\":{\"hosts\":[\"" HOST_OK "\"]}},\"action\":\"allow\"}]}}\n",
 		 client.host_if, server.v6, PORT_DENIED);
 	snprintf(path, sizeof(path), "%s/restart.json", t.policies);
-	write_file(path, text);
+	loupe_live_write_file(path, text);
 }
 
-static void wait_log(const char *needle, double timeout_s)
-{
-	double end = now_s() + timeout_s;
-	int status;
-	char *s;
-
-	for (;;) {
-		s = slurp(t.agent_log);
-		if (strstr(s, needle)) {
-			free(s);
-			return;
-		}
-		if (waitpid(t.agent, &status, WNOHANG) == t.agent) {
-			t.agent = 0;
-			cr_assert_fail("loupe-agent exited (status 0x%x) before '%s'; its log:\n%s",
-				       status, needle, s);
-		}
-		if (now_s() > end)
-			cr_assert_fail("loupe-agent: no '%s' within %.0f s; its log:\n%s", needle,
-				       timeout_s, s);
-		free(s);
-		pause_ms(5);
-	}
-}
-
-/* Agent @n (0, 1, ...), each with a log of its own, all on the same pins and policy. */
 static void agent_start(int n)
 {
 	char out[PATH_MAX], events[PATH_MAX], name[32], needle[64];
-	char *argv[] = { "ip",		"netns",	"exec",		  t.node,
-			 AGENT_BIN,	"--standalone", "--policy",	  t.policies,
-			 "--output",	events,		"--metrics-addr", METRICS,
-			 "--bpffs-dir", t.pin_dir,	"--log-level",	  "info",
-			 NULL };
+	const struct loupe_live_agent agent = {
+		.policy = t.policies, .events = events, .metrics = METRICS, .out = out
+	};
 
 	snprintf(name, sizeof(name), "agent-%d.out", n);
-	tmp_path(out, sizeof(out), name);
+	loupe_live_tmp_path(out, sizeof(out), name);
 	snprintf(name, sizeof(name), "agent-%d.err", n);
-	tmp_path(t.agent_log, sizeof(t.agent_log), name);
+	loupe_live_tmp_path(loupe_live.agent_log, sizeof(loupe_live.agent_log), name);
 	snprintf(name, sizeof(name), "events-%d.jsonl", n);
-	tmp_path(events, sizeof(events), name);
-	t.agent = proc_start(argv, out, t.agent_log);
-	wait_log("msg=\"ready\"", READY_S);
-	wait_log("msg=\"policies applied\" trigger=start", ATTACH_S);
+	loupe_live_tmp_path(events, sizeof(events), name);
+	loupe_live_agent_start(&agent);
+	loupe_live_agent_wait("msg=\"policies applied\" trigger=start", 1, ATTACH_S);
 	snprintf(needle, sizeof(needle), "msg=\"attached\" iface=%s ", client.host_if);
-	wait_log(needle, ATTACH_S);
+	loupe_live_agent_wait(needle, 1, ATTACH_S);
 }
 
 /* ------------------------------------------------------------------ the client loop */
@@ -893,7 +467,7 @@ struct conn {
 
 static double ms_now(void)
 {
-	return now_s() * 1e3;
+	return loupe_live_now_s() * 1e3;
 }
 
 static void conn_close(struct conn *c, bool abort_it)
@@ -999,7 +573,7 @@ static bool conn_event(struct conn *c, short revents, struct loop_state *ls)
 	}
 	if (strstr(c->in, " 200 ") && strstr(c->in, "\r\n\r\nok\n")) {
 		if (ls->n_ok < TIMESTAMPS_MAX)
-			ls->ok_at[ls->n_ok] = now_s();
+			ls->ok_at[ls->n_ok] = loupe_live_now_s();
 		ls->n_ok++;
 		conn_close(c, false);
 		return false;
@@ -1109,9 +683,10 @@ static void loop_stop(void)
 	int st;
 
 	t.shared->stop = 1;
-	st = proc_wait(t.loop, 10);
+	st = loupe_live_proc_wait(t.loop, 10);
 	t.loop = 0;
-	cr_assert_eq(exit_code(st), 0, "the client loop: exit %d", exit_code(st));
+	cr_assert_eq(loupe_live_exit_code(st), 0, "the client loop: exit %d",
+		     loupe_live_exit_code(st));
 	cr_assert(t.shared->done, "the client loop did not finish");
 }
 
@@ -1134,7 +709,7 @@ static uint32_t ok_between(double from, double to)
 static void wait_progress(const uint32_t base[K_N], uint32_t base_ok, uint32_t n, uint32_t n_ok,
 			  const char *window)
 {
-	double end = now_s() + PROGRESS_S;
+	double end = loupe_live_now_s() + PROGRESS_S;
 
 	for (;;) {
 		bool enough = t.shared->n_ok >= base_ok + n_ok;
@@ -1144,13 +719,13 @@ static void wait_progress(const uint32_t base[K_N], uint32_t base_ok, uint32_t n
 		if (enough)
 			return;
 		cr_assert(!t.shared->done, "%s: the client loop stopped (its bounds?)", window);
-		cr_assert(now_s() < end,
+		cr_assert(loupe_live_now_s() < end,
 			  "%s: no progress within %.0f s: attempts %u/%u/%u (from %u/%u/%u), "
 			  "answers %u (from %u), failed %u",
 			  window, PROGRESS_S, t.shared->attempts[K_ADDR],
 			  t.shared->attempts[K_PORT], t.shared->attempts[K_HOST], base[K_ADDR],
 			  base[K_PORT], base[K_HOST], t.shared->n_ok, base_ok, t.shared->failed);
-		pause_ms(2);
+		loupe_live_pause_ms(2);
 	}
 }
 
@@ -1165,7 +740,7 @@ static void snapshot(uint32_t ret[K_N])
 Test(policy_restart, no_denied_packet_passes_across_sigkill)
 {
 	uint32_t base[K_N], base_ok, gap_ok[RESTARTS];
-	double t0 = now_s(), gap_ms[RESTARTS], killed, ready;
+	double t0 = loupe_live_now_s(), gap_ms[RESTARTS], killed, ready;
 	struct arrived a;
 	long conns, bytes;
 
@@ -1175,7 +750,7 @@ Test(policy_restart, no_denied_packet_passes_across_sigkill)
 	capture_start();
 	loop_start();
 	fprintf(stderr, "[restart] client %s/%s on %s, server %s/%s; setup %.1f s\n", client.v4,
-		client.v6, client.host_if, server.v4, server.v6, now_s() - t0);
+		client.v6, client.host_if, server.v4, server.v6, loupe_live_now_s() - t0);
 	snapshot(base);
 	wait_progress(base, 0, WINDOW_N, 3, "before the first kill");
 
@@ -1183,10 +758,10 @@ Test(policy_restart, no_denied_packet_passes_across_sigkill)
 		int st;
 
 		/* no agent: the pinned programs and maps enforce alone */
-		killed = now_s();
-		kill(t.agent, SIGKILL);
-		st = proc_wait(t.agent, 10);
-		t.agent = 0;
+		killed = loupe_live_now_s();
+		kill(loupe_live.agent, SIGKILL);
+		st = loupe_live_proc_wait(loupe_live.agent, 10);
+		loupe_live.agent = 0;
 		cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "the agent: status 0x%x", st);
 		snapshot(base);
 		base_ok = t.shared->n_ok;
@@ -1194,7 +769,7 @@ Test(policy_restart, no_denied_packet_passes_across_sigkill)
 
 		/* a new agent on the same pins: it takes the set over, then puts its own in force */
 		agent_start(i + 1);
-		ready = now_s();
+		ready = loupe_live_now_s();
 		gap_ms[i] = (ready - killed) * 1e3;
 		gap_ok[i] = ok_between(killed, ready);
 		snapshot(base);
@@ -1219,7 +794,8 @@ Test(policy_restart, no_denied_packet_passes_across_sigkill)
 		"[restart] at the server: %ld to the denied address, %ld to the denied port, %ld "
 		"requests with the denied Host (%ld handshakes, %ld accepted, %ld bytes read); %ld "
 		"allowed requests; %.1f s in all\n",
-		a.addr, a.port, a.host_data, a.host_syn, conns, bytes, a.ok_data, now_s() - t0);
+		a.addr, a.port, a.host_data, a.host_syn, conns, bytes, a.ok_data,
+		loupe_live_now_s() - t0);
 
 	/* not one denied packet reached the server, whatever the client saw */
 	cr_expect_eq(a.addr, 0, "%ld packets to the denied address %s reached the server", a.addr,

@@ -35,11 +35,9 @@
  * every exit, and a later run sweeps what a killed run left.
  */
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
-#include <glob.h>
+#include <limits.h>
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
 #include <net/if.h>
@@ -47,41 +45,29 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
-#include <spawn.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
-#include <criterion/hooks.h>
 #include <json-c/json.h>
 
 #include "jsonget.h"
+#include "live.h"
 #include "pktbuild.h"
 
-#define AGENT_BIN LOUPE_BIN_DIR "/loupe-agent"
-#define PODS	  LOUPE_SOURCE_DIR "/scripts/pods"
-#define HTTPD	  LOUPE_SOURCE_DIR "/tests/integration/httpd_headers.py"
-#define ID_ENV	  "LOUPE_TEST_REWRITE_LIVE_ID" /* the runner's pid, set once (PRE_ALL) */
-#define METRICS	  "127.0.0.1:9751"	       /* in the node's own namespace: no clash */
-
-#define BPF_FS_MAGIC_ 0xcafe4a11 /* linux/magic.h's BPF_FS_MAGIC */
+#define HTTPD	LOUPE_SOURCE_DIR "/tests/integration/httpd_headers.py"
+#define ID_ENV	"LOUPE_TEST_REWRITE_LIVE_ID" /* the runner's pid, set once (PRE_ALL) */
+#define METRICS "127.0.0.1:9751"	     /* in the node's own namespace: no clash */
 
 /* Deadlines, seconds. */
-#define UP_S	 40.0
-#define SERVE_S	 20.0
-#define READY_S	 30.0
 #define ATTACH_S 5.0
 #define LISTEN_S 10.0
 #define CLIENT_S 20.0 /* a backstop: each client is bounded itself */
@@ -111,17 +97,11 @@
 #define RATE_BURST 500000
 
 struct pod {
-	const char *name;
-	char ns[64];
-	char host_if[IF_NAMESIZE];
-	char v4[INET_ADDRSTRLEN];
-	char v6[INET6_ADDRSTRLEN];
+	struct loupe_live_pod pod;
 	char mac[18];	   /* eth0 in the pod */
 	char host_mac[18]; /* host_if in the node */
 	char gw4[INET_ADDRSTRLEN], gw6[INET6_ADDRSTRLEN];
 };
-
-#define MAX_PROCS 8
 
 /* A capture running in a pod. */
 struct capture {
@@ -130,55 +110,26 @@ struct capture {
 	char err[PATH_MAX];
 };
 
+/* loupe_live: the node (loupe-rn<id>), pods (lrw<id>-), temp dir (/tmp/loupe-rw-<id>-*) */
 static struct {
-	int id;
-	char node[32];	 /* loupe-rn<id> */
-	char prefix[32]; /* lrw<id>- */
-	char env[4][160];
-	char *envp[5];
-	char tmp[64];
-	char bpffs[96];
-	char pin_dir[112];
 	char policies[112]; /* --policy DIR */
 	char events[112];
-	char agent_log[112];
-	pid_t agent;
-	pid_t procs[MAX_PROCS]; /* servers and captures in the pods, stopped at teardown */
-	int n_procs;
 } t;
 
-static struct pod server = { .name = "server" }, client = { .name = "client" },
-		  client2 = { .name = "client2" };
+static struct pod server = { .pod.name = "server" }, client = { .pod.name = "client" },
+		  client2 = { .pod.name = "client2" };
+
+static void teardown(void);
+
+static const struct loupe_live_names live_names = {
+	.id_env = ID_ENV,
+	.node = "loupe-rn",
+	.pods = "lrw",
+	.tmp = "loupe-rw",
+	.teardown = teardown,
+};
 
 /* ------------------------------------------------------------------ small things */
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void pause_ms(int ms)
-{
-	nanosleep(&(struct timespec){ .tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000L }, NULL);
-}
-
-/* A shell command for setup steps and cleanup; its exit status. */
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static char *slurp_len(const char *path, size_t *ret_len)
 {
@@ -212,367 +163,27 @@ static char *slurp_len(const char *path, size_t *ret_len)
 	return buf;
 }
 
-static char *slurp(const char *path)
-{
-	return slurp_len(path, NULL);
-}
-
-static size_t count_in(const char *s, const char *needle)
-{
-	size_t n = 0;
-
-	for (; (s = strstr(s, needle)); s += strlen(needle))
-		n++;
-	return n;
-}
-
-static void tmp_path(char *buf, size_t size, const char *name)
-{
-	snprintf(buf, size, "%s/%s", t.tmp, name);
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
-static void rm_tree(const char *dir)
-{
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
-}
-
-static bool is_bpffs(const char *path)
-{
-	struct statfs sf;
-
-	return statfs(path, &sf) == 0 && (unsigned long)sf.f_type == BPF_FS_MAGIC_;
-}
-
-static void write_file(const char *path, const char *text)
-{
-	char tmp[PATH_MAX];
-	FILE *f;
-
-	snprintf(tmp, sizeof(tmp), "%s.tmp~", path);
-	f = fopen(tmp, "w");
-	cr_assert_not_null(f, "%s: %s", tmp, strerror(errno));
-	fputs(text, f);
-	cr_assert_eq(fclose(f), 0);
-	cr_assert_eq(rename(tmp, path), 0, "rename %s: %s", path, strerror(errno));
-}
-
 /* ------------------------------------------------------------------ processes */
 
-static pid_t proc_start(char *const argv[], const char *out, const char *err)
-{
-	posix_spawn_file_actions_t fa;
-	pid_t pid;
-	int rc;
+#define MUST(name, ...)                                                                            \
+	free(loupe_live_must_run((char *const[]){ __VA_ARGS__, NULL }, name, CLIENT_S))
 
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	posix_spawn_file_actions_addopen(&fa, 2, err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, t.envp);
-	posix_spawn_file_actions_destroy(&fa);
-	cr_assert_eq(rc, 0, "cannot run %s: %s", argv[0], strerror(rc));
-	return pid;
-}
-
-/* Waits up to @timeout_s for child @pid and reaps it: its wait status, or -1 (still running). */
-static int proc_wait(pid_t pid, double timeout_s)
-{
-	int pidfd = syscall(SYS_pidfd_open, pid, 0), status;
-	double end = now_s() + timeout_s;
-
-	for (;;) {
-		struct pollfd p = { .fd = pidfd, .events = POLLIN };
-		int left = (int)((end - now_s()) * 1000);
-
-		if (waitpid(pid, &status, WNOHANG) == pid)
-			break;
-		status = -1;
-		if (left <= 0)
-			break;
-		if (pidfd >= 0)
-			poll(&p, 1, left);
-		else
-			pause_ms(10);
-	}
-	if (pidfd >= 0)
-		close(pidfd);
-	return status;
-}
-
-static int proc_stop(pid_t pid, int sig, double timeout_s)
-{
-	int status;
-
-	kill(pid, sig);
-	status = proc_wait(pid, timeout_s);
-	if (status == -1) {
-		kill(pid, SIGKILL);
-		status = proc_wait(pid, 5);
-	}
-	return status;
-}
-
-static int exit_code(int status)
-{
-	if (status == -1)
-		return -1;
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-/* Runs @argv to its end, at most @timeout_s: its exit code (-1 on timeout), its stdout. */
-static int proc_run(char *const argv[], const char *name, double timeout_s, char **ret_out)
-{
-	char out[PATH_MAX], err[PATH_MAX], base[96];
-	int status;
-	pid_t pid;
-
-	snprintf(base, sizeof(base), "%s.out", name);
-	tmp_path(out, sizeof(out), base);
-	snprintf(base, sizeof(base), "%s.err", name);
-	tmp_path(err, sizeof(err), base);
-	pid = proc_start(argv, out, err);
-	status = proc_wait(pid, timeout_s);
-	if (status == -1) {
-		kill(pid, SIGKILL);
-		proc_wait(pid, 5);
-	}
-	if (ret_out)
-		*ret_out = slurp(out);
-	return exit_code(status);
-}
-
-static char *run_err(const char *name)
-{
-	char path[PATH_MAX], base[96];
-
-	snprintf(base, sizeof(base), "%s.err", name);
-	tmp_path(path, sizeof(path), base);
-	return slurp(path);
-}
-
-static char *must_run(char *const argv[], const char *name, double timeout_s)
-{
-	char *out, *err;
-	int rc = proc_run(argv, name, timeout_s, &out);
-
-	if (rc != 0) {
-		err = run_err(name);
-		cr_assert_fail("%s: exit %d%s; stderr:\n%s\nstdout:\n%s", name, rc,
-			       rc == -1 ? " (timed out, killed)" : "", err, out);
-	}
-	return out;
-}
-
-#define MUST(name, ...) free(must_run((char *const[]){ __VA_ARGS__, NULL }, name, CLIENT_S))
-
-/* A process that runs until teardown (a server, a capture). */
-static pid_t proc_keep(char *const argv[], const char *out, const char *err)
-{
-	pid_t pid;
-
-	cr_assert_lt(t.n_procs, MAX_PROCS);
-	pid = proc_start(argv, out, err);
-	t.procs[t.n_procs++] = pid;
-	return pid;
-}
-
-static void proc_forget(pid_t pid)
-{
-	for (int i = 0; i < t.n_procs; i++) {
-		if (t.procs[i] == pid) {
-			t.procs[i] = t.procs[--t.n_procs];
-			return;
-		}
-	}
-}
-
-/*
- * Waits until @path holds @needle; fails at the deadline, or when process @pid (whose log
- * @log is) exits first.
- */
-static void wait_file(const char *path, const char *needle, double timeout_s, pid_t pid,
-		      const char *who, const char *log)
-{
-	double end = now_s() + timeout_s;
-	char *s, *l;
-	int status;
-
-	for (;;) {
-		s = slurp(path);
-		if (strstr(s, needle)) {
-			free(s);
-			return;
-		}
-		free(s);
-		if (waitpid(pid, &status, WNOHANG) == pid) {
-			if (pid == t.agent)
-				t.agent = 0;
-			proc_forget(pid);
-			l = slurp(log);
-			cr_assert_fail("%s exited (status 0x%x) before '%s'; its log:\n%s", who,
-				       status, needle, l);
-		}
-		if (now_s() > end) {
-			l = slurp(log);
-			cr_assert_fail("%s: no '%s' within %.0f s; its log:\n%s", who, needle,
-				       timeout_s, l);
-		}
-		pause_ms(10);
-	}
-}
-
-/* ------------------------------------------------------------------ cleanup */
-
-/* Removes everything of run @id; each step idempotent (see test_policy_live.c). */
-static void sweep_id(int id)
-{
-	char node[32], prefix[32], path[PATH_MAX], pattern[64];
-	bool node_there;
-	glob_t g = { 0 };
-	double end;
-
-	snprintf(node, sizeof(node), "loupe-rn%d", id);
-	snprintf(prefix, sizeof(prefix), "lrw%d-", id);
-	snprintf(path, sizeof(path), "/var/run/netns/%s", node);
-	node_there = access(path, F_OK) == 0;
-	snprintf(pattern, sizeof(pattern), "/tmp/loupe-rw-%d-*", id);
-	glob(pattern, 0, NULL, &g);
-
-	if (node_there) {
-		/* only this test runs anything in loupe-rn<id>: its agent, curl of /metrics */
-		sh("ip netns pids %s 2>/dev/null | xargs -r kill -KILL 2>/dev/null", node);
-		end = now_s() + 5;
-		while (sh("test -z \"$(ip netns pids %s 2>/dev/null)\"", node) != 0 &&
-		       now_s() < end)
-			pause_ms(20);
-		for (size_t i = 0; i < g.gl_pathc; i++) {
-			snprintf(path, sizeof(path), "%s/bpffs", g.gl_pathv[i]);
-			if (is_bpffs(path))
-				sh("ip netns exec %s %s --uninstall --bpffs-dir %s/loupe "
-				   ">/dev/null 2>&1",
-				   node, AGENT_BIN, path);
-		}
-	}
-	/* down-all stops whatever runs in the pods (servers, captures, iperf3) */
-	snprintf(path, sizeof(path), "/run/loupe-pods/%s", prefix);
-	if (access(path, F_OK) == 0)
-		sh("LOUPE_PODS_PREFIX=%s LOUPE_PODS_NODE=%s %s down-all >/dev/null 2>&1", prefix,
-		   node, PODS);
-	/* the node with its routes, veths' host sides and blackholes */
-	if (node_there)
-		sh("ip netns del %s 2>/dev/null", node);
-	for (size_t i = 0; i < g.gl_pathc; i++) {
-		snprintf(path, sizeof(path), "%s/bpffs", g.gl_pathv[i]);
-		while (is_bpffs(path) && umount2(path, MNT_DETACH) == 0)
-			;
-		rm_tree(g.gl_pathv[i]);
-	}
-	globfree(&g);
-}
-
-static bool pid_alive(int pid)
-{
-	char path[64], *stat, *paren;
-	bool alive;
-
-	if (kill(pid, 0) && errno == ESRCH)
-		return false;
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	stat = slurp(path);
-	paren = strrchr(stat, ')');
-	alive = !paren || strncmp(paren, ") Z", 3) != 0;
-	free(stat);
-	return alive;
-}
-
-/* The leftovers of runs whose runner is gone: their names carry its pid. */
-static void sweep_dead_runs(void)
-{
-	static const char *const where[] = { "/var/run/netns", "/tmp" };
-
-	for (size_t w = 0; w < sizeof(where) / sizeof(where[0]); w++) {
-		DIR *d = opendir(where[w]);
-		struct dirent *e;
-
-		if (!d)
-			continue;
-		while ((e = readdir(d))) {
-			int pid = 0, end = 0;
-
-			if (w == 0 ? sscanf(e->d_name, "loupe-rn%d%n", &pid, &end) != 1 ||
-					     e->d_name[end]
-				   : sscanf(e->d_name, "loupe-rw-%d%n", &pid, &end) != 1 ||
-					     e->d_name[end] != '-')
-				continue;
-			if (pid <= 0 || pid == t.id || pid_alive(pid))
-				continue;
-			sweep_id(pid);
-		}
-		closedir(d);
-	}
-}
+/* ------------------------------------------------------------------ setup and cleanup */
 
 static void teardown(void)
 {
-	while (t.n_procs > 0)
-		proc_stop(t.procs[--t.n_procs], SIGTERM, 5);
-	if (t.agent > 0)
-		proc_stop(t.agent, SIGTERM, 10);
-	t.agent = 0;
-	if (t.id)
-		sweep_id(t.id);
+	loupe_live_teardown();
 	memset(&t, 0, sizeof(t));
 	memset(&server, 0, sizeof(server));
 	memset(&client, 0, sizeof(client));
 	memset(&client2, 0, sizeof(client2));
-	server.name = "server";
-	client.name = "client";
-	client2.name = "client2";
+	server.pod.name = "server";
+	client.pod.name = "client";
+	client2.pod.name = "client2";
 }
 
-#define SKIP(...)                                                                                  \
-	do {                                                                                       \
-		teardown();                                                                        \
-		cr_skip_test(__VA_ARGS__);                                                         \
-	} while (0)
-
-#define setup_check(cond, ...)                                                                     \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			teardown();                                                                \
-			cr_assert_fail(__VA_ARGS__);                                               \
-		}                                                                                  \
-	} while (0)
-
-ReportHook(PRE_ALL)(struct criterion_test_set *set)
-{
-	char id[16];
-
-	(void)set;
-	if (getenv(ID_ENV))
-		return;
-	snprintf(id, sizeof(id), "%d", (int)getpid());
-	setenv(ID_ENV, id, 1);
-}
-
-/* Safety net in the runner: a test process killed at its timeout runs no .fini. */
-ReportHook(POST_ALL)(struct criterion_global_stats *stats)
-{
-	const char *id = getenv(ID_ENV);
-
-	(void)stats;
-	if (geteuid() == 0 && id && atoi(id) > 0)
-		sweep_id(atoi(id));
-}
+LOUPE_LIVE_PRE_ALL(&live_names)
+LOUPE_LIVE_POST_ALL(&live_names)
 
 static const char *missing_tool(void)
 {
@@ -587,8 +198,8 @@ static const char *missing_tool(void)
 		"/usr/lib/cni/ptp",
 		"/usr/lib/cni/host-local",
 		"/usr/lib/cni/loopback",
-		AGENT_BIN,
-		PODS,
+		LOUPE_LIVE_AGENT_BIN,
+		LOUPE_LIVE_PODS,
 		HTTPD,
 	};
 
@@ -600,8 +211,7 @@ static const char *missing_tool(void)
 
 static void setup(void)
 {
-	const char *id = getenv(ID_ENV), *tool;
-	int err;
+	const char *tool;
 
 	if (geteuid() != 0)
 		cr_skip_test("needs root: network namespaces, CNI plugins, bpffs, BPF programs");
@@ -610,60 +220,17 @@ static void setup(void)
 		cr_skip_test("%s is missing (curl, dnsutils, python3, tshark, tcpdump, iperf3, "
 			     "ethtool, containernetworking-plugins; the agent: make build)",
 			     tool);
-	signal(SIGPIPE, SIG_IGN);
-	t.id = id && atoi(id) > 0 ? atoi(id) : (int)getpid();
-	sweep_dead_runs();
-	sweep_id(t.id);
-
-	snprintf(t.node, sizeof(t.node), "loupe-rn%d", t.id);
-	snprintf(t.prefix, sizeof(t.prefix), "lrw%d-", t.id);
-	snprintf(t.tmp, sizeof(t.tmp), "/tmp/loupe-rw-%d-XXXXXX", t.id);
-	setup_check(mkdtemp(t.tmp), "mkdtemp: %s", strerror(errno));
-	chmod(t.tmp, 0755); /* tcpdump drops to its own user on some builds: -Z root below */
-	snprintf(t.env[0], sizeof(t.env[0]), "PATH=/usr/sbin:/usr/bin:/sbin:/bin");
-	snprintf(t.env[1], sizeof(t.env[1]), "LOUPE_PODS_PREFIX=%s", t.prefix);
-	snprintf(t.env[2], sizeof(t.env[2]), "LOUPE_PODS_NODE=%s", t.node);
-	snprintf(t.env[3], sizeof(t.env[3]), "HOME=%s", t.tmp); /* tshark's profile, not root's */
-	for (int i = 0; i < 4; i++)
-		t.envp[i] = t.env[i];
-	t.envp[4] = NULL;
-	tmp_path(t.policies, sizeof(t.policies), "policies");
-	tmp_path(t.events, sizeof(t.events), "events.jsonl");
-	tmp_path(t.agent_log, sizeof(t.agent_log), "agent.err");
-	setup_check(mkdir(t.policies, 0700) == 0, "mkdir: %s", strerror(errno));
-
-	if (sh("ip netns add %s 2>/dev/null", t.node))
-		SKIP("cannot make a network namespace (ip netns add %s)", t.node);
-	setup_check(sh("ip -n %s link set lo up", t.node) == 0, "lo up in %s", t.node);
-
-	snprintf(t.bpffs, sizeof(t.bpffs), "%s/bpffs", t.tmp);
-	setup_check(mkdir(t.bpffs, 0700) == 0, "mkdir %s: %s", t.bpffs, strerror(errno));
-	if (mount("bpf", t.bpffs, "bpf", 0, NULL)) {
-		err = errno;
-		if (err == ENODEV)
-			SKIP("the kernel has no bpffs");
-		setup_check(false, "mount bpffs on %s: %s", t.bpffs, strerror(err));
-	}
-	snprintf(t.pin_dir, sizeof(t.pin_dir), "%s/loupe", t.bpffs);
+	loupe_live_setup(&live_names);
+	chmod(loupe_live.tmp,
+	      0755); /* tcpdump drops to its own user on some builds: -Z root below */
+	loupe_live_tmp_path(t.policies, sizeof(t.policies), "policies");
+	loupe_live_tmp_path(t.events, sizeof(t.events), "events.jsonl");
+	LOUPE_LIVE_CHECK(mkdir(t.policies, 0700) == 0, "mkdir: %s", strerror(errno));
 }
 
 TestSuite(rewrite_live, .init = setup, .fini = teardown, .timeout = 180);
 
 /* ------------------------------------------------------------------ pods */
-
-static void pod_summary(struct pod *p, const char *out)
-{
-	const char *last = out, *nl;
-	char name[64];
-
-	for (const char *s = out; (nl = strchr(s, '\n')); s = nl + 1)
-		if (nl[1] && nl[1] != '\n')
-			last = nl + 1;
-	cr_assert_eq(sscanf(last, "pod=%63s netns=%63s host_if=%15s ipv4=%15s ipv6=%45s", name,
-			    p->ns, p->host_if, p->v4, p->v6),
-		     5, "pods %s: no summary line in:\n%s", p->name, out);
-	cr_assert_str_eq(name, p->name);
-}
 
 /* The word after @key in @text ("via X" -> X) into @buf; false when absent. */
 static bool word_after(const char *text, const char *key, char *buf, size_t size)
@@ -680,96 +247,81 @@ static bool word_after(const char *text, const char *key, char *buf, size_t size
 /* MACs of both ends, the gateway the pod's own range is routed through. */
 static void pod_info(struct pod *p)
 {
-	char *argv_mac[] = { "ip", "-n", p->ns, "-o", "link", "show", "dev", "eth0", NULL };
-	char *argv_hmac[] = { "ip", "-n", t.node, "-o", "link", "show", "dev", p->host_if, NULL };
-	char *argv_r4[] = { "ip", "-n", p->ns, "-4", "route", "show", "dev", "eth0", NULL };
-	char *argv_r6[] = { "ip", "-n", p->ns, "-6", "route", "show", "dev", "eth0", NULL };
+	char *argv_mac[] = { "ip", "-n", p->pod.ns, "-o", "link", "show", "dev", "eth0", NULL };
+	char *argv_hmac[] = { "ip",   "-n",  loupe_live.node, "-o", "link",
+			      "show", "dev", p->pod.host_if,  NULL };
+	char *argv_r4[] = { "ip", "-n", p->pod.ns, "-4", "route", "show", "dev", "eth0", NULL };
+	char *argv_r6[] = { "ip", "-n", p->pod.ns, "-6", "route", "show", "dev", "eth0", NULL };
 	char *out;
 
-	out = must_run(argv_mac, "pod-mac", 10);
-	cr_assert(word_after(out, "link/ether ", p->mac, sizeof(p->mac)), "%s: %s", p->name, out);
+	out = loupe_live_must_run(argv_mac, "pod-mac", 10);
+	cr_assert(word_after(out, "link/ether ", p->mac, sizeof(p->mac)), "%s: %s", p->pod.name,
+		  out);
 	free(out);
-	out = must_run(argv_hmac, "host-mac", 10);
+	out = loupe_live_must_run(argv_hmac, "host-mac", 10);
 	cr_assert(word_after(out, "link/ether ", p->host_mac, sizeof(p->host_mac)), "%s: %s",
-		  p->host_if, out);
+		  p->pod.host_if, out);
 	free(out);
-	out = must_run(argv_r4, "pod-routes4", 10);
+	out = loupe_live_must_run(argv_r4, "pod-routes4", 10);
 	cr_assert(word_after(out, " via ", p->gw4, sizeof(p->gw4)), "%s: no IPv4 gateway:\n%s",
-		  p->name, out);
+		  p->pod.name, out);
 	free(out);
-	out = must_run(argv_r6, "pod-routes6", 10);
+	out = loupe_live_must_run(argv_r6, "pod-routes6", 10);
 	cr_assert(word_after(out, " via ", p->gw6, sizeof(p->gw6)), "%s: no IPv6 gateway:\n%s",
-		  p->name, out);
+		  p->pod.name, out);
 	free(out);
 }
 
 /* `scripts/pods up` of @n pods at once (about 1.5 s each: IPv6 DAD on the host side) */
 static void pods_up(struct pod *const *pods, int n)
 {
-	char out[4][PATH_MAX], err[4][PATH_MAX], name[32], *text, *log;
-	pid_t pid[4];
-	int rc;
+	struct loupe_live_pod *live[LOUPE_LIVE_PODS_MAX];
 
-	cr_assert_leq(n, 4);
-	for (int i = 0; i < n; i++) {
-		char *argv[] = { PODS, "up", (char *)pods[i]->name, "--net", "ptp", NULL };
-
-		snprintf(name, sizeof(name), "up-%s.out", pods[i]->name);
-		tmp_path(out[i], sizeof(out[i]), name);
-		snprintf(name, sizeof(name), "up-%s.err", pods[i]->name);
-		tmp_path(err[i], sizeof(err[i]), name);
-		pid[i] = proc_start(argv, out[i], err[i]);
-	}
-	for (int i = 0; i < n; i++) {
-		rc = exit_code(proc_wait(pid[i], UP_S));
-		if (rc == -1)
-			proc_stop(pid[i], SIGINT, 10); /* up undoes itself on Ctrl-C */
-		text = slurp(out[i]);
-		log = slurp(err[i]);
-		cr_assert_eq(rc, 0, "pods up %s: exit %d; stderr:\n%s", pods[i]->name, rc, log);
-		pod_summary(pods[i], text);
-		free(text);
-		free(log);
+	cr_assert_leq(n, LOUPE_LIVE_PODS_MAX);
+	for (int i = 0; i < n; i++)
+		live[i] = &pods[i]->pod;
+	loupe_live_pods_up(live, n);
+	for (int i = 0; i < n; i++)
 		pod_info(pods[i]);
-	}
 }
 
 /* TX checksums computed by the stack on both ends of @p's veth, so captures hold them. */
 static void offload_off(const struct pod *p)
 {
-	MUST("ethtool-pod", "ip", "netns", "exec", (char *)p->ns, "ethtool", "-K", "eth0", "tx",
+	MUST("ethtool-pod", "ip", "netns", "exec", (char *)p->pod.ns, "ethtool", "-K", "eth0", "tx",
 	     "off");
-	MUST("ethtool-host", "ip", "netns", "exec", t.node, "ethtool", "-K", (char *)p->host_if,
-	     "tx", "off");
+	MUST("ethtool-host", "ip", "netns", "exec", loupe_live.node, "ethtool", "-K",
+	     (char *)p->pod.host_if, "tx", "off");
 }
 
 /* The virtual ranges: routed out of the client pod, dropped by the node unless mapped. */
 static void virtual_routes(const struct pod *p)
 {
-	MUST("route-pod4", "ip", "-n", (char *)p->ns, "route", "add", VIRT4_NET, "via",
+	MUST("route-pod4", "ip", "-n", (char *)p->pod.ns, "route", "add", VIRT4_NET, "via",
 	     (char *)p->gw4, "dev", "eth0");
-	MUST("route-pod6", "ip", "-n", (char *)p->ns, "-6", "route", "add", VIRT6_NET, "via",
+	MUST("route-pod6", "ip", "-n", (char *)p->pod.ns, "-6", "route", "add", VIRT6_NET, "via",
 	     (char *)p->gw6, "dev", "eth0");
-	MUST("blackhole4", "ip", "-n", t.node, "route", "add", "blackhole", VIRT4_NET);
-	MUST("blackhole6", "ip", "-n", t.node, "-6", "route", "add", "blackhole", VIRT6_NET);
+	MUST("blackhole4", "ip", "-n", loupe_live.node, "route", "add", "blackhole", VIRT4_NET);
+	MUST("blackhole6", "ip", "-n", loupe_live.node, "-6", "route", "add", "blackhole",
+	     VIRT6_NET);
 }
 
 /* httpd_headers.py in the server pod on @listen ("ADDR PORT" pairs); its log is headers.log. */
 static void httpd_start(char *const listen[], int n)
 {
 	char out[PATH_MAX], err[PATH_MAX], log[PATH_MAX];
-	char *argv[16] = { "ip", "netns", "exec", server.ns, "python3", HTTPD, log };
+	char *argv[16] = { "ip", "netns", "exec", server.pod.ns, "python3", HTTPD, log };
 	int k = 7;
 	pid_t pid;
 
-	tmp_path(out, sizeof(out), "httpd.out");
-	tmp_path(err, sizeof(err), "httpd.err");
-	tmp_path(log, sizeof(log), "headers.log");
+	loupe_live_tmp_path(out, sizeof(out), "httpd.out");
+	loupe_live_tmp_path(err, sizeof(err), "httpd.err");
+	loupe_live_tmp_path(log, sizeof(log), "headers.log");
 	for (int i = 0; i < n; i++)
 		argv[k++] = listen[i];
 	argv[k] = NULL;
-	pid = proc_keep(argv, out, err);
-	wait_file(out, "listening", LISTEN_S, pid, "httpd_headers.py", err);
+	pid = loupe_live_proc_keep(argv, out, err);
+	loupe_live_wait_file(out, "listening", 1, LISTEN_S, &pid, "httpd_headers.py", err);
 }
 
 /* ------------------------------------------------------------------ captures */
@@ -777,19 +329,19 @@ static void httpd_start(char *const listen[], int n)
 static void capture_start(struct capture *c, const struct pod *p, const char *name)
 {
 	char base[64];
-	char *argv[] = { "ip", "netns", "exec", (char *)p->ns,	    "tcpdump", "-i", "eth0",
+	char *argv[] = { "ip", "netns", "exec", (char *)p->pod.ns,  "tcpdump", "-i", "eth0",
 			 "-w", c->pcap, "-U",	"--immediate-mode", "-s",      "0",  "-p",
 			 "-Z", "root",	NULL };
 	char out[PATH_MAX];
 
 	snprintf(base, sizeof(base), "%s.pcap", name);
-	tmp_path(c->pcap, sizeof(c->pcap), base);
+	loupe_live_tmp_path(c->pcap, sizeof(c->pcap), base);
 	snprintf(base, sizeof(base), "%s.tcpdump.err", name);
-	tmp_path(c->err, sizeof(c->err), base);
+	loupe_live_tmp_path(c->err, sizeof(c->err), base);
 	snprintf(base, sizeof(base), "%s.tcpdump.out", name);
-	tmp_path(out, sizeof(out), base);
-	c->pid = proc_keep(argv, out, c->err);
-	wait_file(c->err, "listening on", LISTEN_S, c->pid, "tcpdump", c->err);
+	loupe_live_tmp_path(out, sizeof(out), base);
+	c->pid = loupe_live_proc_keep(argv, out, c->err);
+	loupe_live_wait_file(c->err, "listening on", 1, LISTEN_S, &c->pid, "tcpdump", c->err);
 }
 
 /* SIGINT: tcpdump flushes, prints its counts, exits 0; none may be dropped. */
@@ -800,10 +352,10 @@ static void capture_stop(struct capture *c)
 	char *log;
 	int status;
 
-	status = proc_stop(c->pid, SIGINT, STOP_S);
-	proc_forget(c->pid);
+	status = loupe_live_proc_stop(c->pid, SIGINT, STOP_S);
+	loupe_live_proc_forget(c->pid);
 	c->pid = 0;
-	log = slurp(c->err);
+	log = loupe_live_slurp(c->err);
 	cr_assert(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
 		  "tcpdump: wait status 0x%x after SIGINT; its log:\n%s", status, log);
 	s = strstr(log, "packets dropped by kernel");
@@ -838,7 +390,7 @@ static char *tshark(const char *pcap, const char *filter, const char *const fiel
 		argv[n++] = (char *)fields[i];
 	}
 	argv[n] = NULL;
-	return must_run(argv, "tshark", TOOL_S);
+	return loupe_live_must_run(argv, "tshark", TOOL_S);
 }
 
 /* How many frames of @pcap match @filter (printf-style). */
@@ -854,7 +406,7 @@ static size_t frames(const char *pcap, const char *fmt, ...)
 	vsnprintf(filter, sizeof(filter), fmt, ap);
 	va_end(ap);
 	out = tshark(pcap, filter, fields);
-	n = count_in(out, "\n");
+	n = loupe_live_count(out, "\n");
 	free(out);
 	return n;
 }
@@ -885,34 +437,15 @@ static bool any_window_in(const char *buf, size_t len, const char *secret, size_
 
 static void agent_start(const char *iface)
 {
-	char out[PATH_MAX], needle[64];
-	char *argv[] = { "ip",
-			 "netns",
-			 "exec",
-			 t.node,
-			 AGENT_BIN,
-			 "--standalone",
-			 "--policy",
-			 t.policies,
-			 "--output",
-			 t.events,
-			 "--metrics-addr",
-			 METRICS,
-			 "--flow-idle-timeout",
-			 "2s",
-			 "--bpffs-dir",
-			 t.pin_dir,
-			 "--log-level",
-			 "info",
-			 NULL };
+	const struct loupe_live_agent agent = {
+		.policy = t.policies, .events = t.events, .metrics = METRICS, .idle_timeout = "2s"
+	};
+	char needle[64];
 
-	tmp_path(out, sizeof(out), "agent.out");
-	t.agent = proc_start(argv, out, t.agent_log);
-	wait_file(t.agent_log, "msg=\"ready\"", READY_S, t.agent, "loupe-agent", t.agent_log);
-	wait_file(t.agent_log, "msg=\"policies applied\" trigger=start", ATTACH_S, t.agent,
-		  "loupe-agent", t.agent_log);
+	loupe_live_agent_start(&agent);
+	loupe_live_agent_wait("msg=\"policies applied\" trigger=start", 1, ATTACH_S);
 	snprintf(needle, sizeof(needle), "msg=\"attached\" iface=%s ", iface);
-	wait_file(t.agent_log, needle, ATTACH_S, t.agent, "loupe-agent", t.agent_log);
+	loupe_live_agent_wait(needle, 1, ATTACH_S);
 }
 
 static void write_policy(const char *text)
@@ -920,17 +453,23 @@ static void write_policy(const char *text)
 	char path[PATH_MAX];
 
 	snprintf(path, sizeof(path), "%s/rewrite.json", t.policies);
-	write_file(path, text);
+	loupe_live_write_file(path, text);
 }
 
 static char *metrics(void)
 {
-	char *argv[] = { "ip",	 "netns", "exec",
-			 t.node, "curl",  "-sS",
-			 "-m",	 "5",	  "http://" METRICS "/metrics",
+	char *argv[] = { "ip",
+			 "netns",
+			 "exec",
+			 loupe_live.node,
+			 "curl",
+			 "-sS",
+			 "-m",
+			 "5",
+			 "http://" METRICS "/metrics",
 			 NULL };
 
-	return must_run(argv, "metrics", CLIENT_S);
+	return loupe_live_must_run(argv, "metrics", CLIENT_S);
 }
 
 /* The value of the sample @series ("name{labels}") in @text, or -1 when absent. */
@@ -951,7 +490,7 @@ static long long sample(const char *text, const char *series)
 /* Waits until /metrics shows @series at least @min; returns the last value seen. */
 static long long wait_sample(const char *series, long long min)
 {
-	double end = now_s() + EVENT_S;
+	double end = loupe_live_now_s() + EVENT_S;
 	long long v;
 	char *m;
 
@@ -961,12 +500,12 @@ static long long wait_sample(const char *series, long long min)
 		free(m);
 		if (v >= min)
 			return v;
-		if (now_s() > end) {
+		if (loupe_live_now_s() > end) {
 			cr_expect_fail("/metrics: %s is %lld within %.0f s, expected at least %lld",
 				       series, v, EVENT_S, min);
 			return v;
 		}
-		pause_ms(100);
+		loupe_live_pause_ms(100);
 	}
 }
 
@@ -977,11 +516,11 @@ typedef bool (*event_pred)(struct json_object *o, const void *ctx);
 /* Waits for an event of the agent's output that @pred accepts; returns it (json_object_put). */
 static struct json_object *wait_event(const char *what, event_pred pred, const void *ctx)
 {
-	double end = now_s() + EVENT_S;
+	double end = loupe_live_now_s() + EVENT_S;
 	char *text, *line, *nl;
 
 	for (;;) {
-		text = slurp(t.events);
+		text = loupe_live_slurp(t.events);
 		for (line = text; (nl = strchr(line, '\n')); line = nl + 1) {
 			struct json_object *o;
 
@@ -994,11 +533,11 @@ static struct json_object *wait_event(const char *what, event_pred pred, const v
 			json_object_put(o);
 		}
 		free(text);
-		if (now_s() > end) {
+		if (loupe_live_now_s() > end) {
 			cr_expect_fail("no %s event within %.0f s in %s", what, EVENT_S, t.events);
 			return NULL;
 		}
-		pause_ms(50);
+		loupe_live_pause_ms(50);
 	}
 }
 
@@ -1062,7 +601,7 @@ static void expect_rewrite(const struct rewrite_want *w, const char *name)
 /* `scripts/pods exec POD -- ARGV...`: its exit code; its stdout in *@ret_out. */
 static int pod_run(const struct pod *p, const char *what, char **ret_out, char *const cmd[])
 {
-	char *argv[40] = { PODS, "exec", (char *)p->name, "--" };
+	char *argv[40] = { LOUPE_LIVE_PODS, "exec", (char *)p->pod.name, "--" };
 	int n = 4;
 
 	for (int i = 0; cmd[i]; i++) {
@@ -1070,7 +609,7 @@ static int pod_run(const struct pod *p, const char *what, char **ret_out, char *
 		argv[n++] = cmd[i];
 	}
 	argv[n] = NULL;
-	return proc_run(argv, what, CLIENT_S, ret_out);
+	return loupe_live_proc_run(argv, what, CLIENT_S, ret_out);
 }
 
 #define IN_POD(p, what, out, ...) pod_run(p, what, out, (char *const[]){ __VA_ARGS__, NULL })
@@ -1103,17 +642,17 @@ Test(rewrite_live, mapping_dscp_and_masking)
 	char l4[64], l6[80], l8[64];
 	struct capture cap_cli, cap_srv;
 	size_t raw_srv_len, raw_cli_len;
-	double t0 = now_s();
+	double t0 = loupe_live_now_s();
 
 	pods_up(pods, 2);
 	offload_off(&server);
 	offload_off(&client);
 	virtual_routes(&client);
-	snprintf(l4, sizeof(l4), "%s", server.v4);
-	snprintf(l6, sizeof(l6), "%s", server.v6);
-	snprintf(l8, sizeof(l8), "%s", server.v4);
+	snprintf(l4, sizeof(l4), "%s", server.pod.v4);
+	snprintf(l6, sizeof(l6), "%s", server.pod.v6);
+	snprintf(l8, sizeof(l8), "%s", server.pod.v4);
 	httpd_start((char *const[]){ l4, "8080", l6, "8080", l8, "8090" }, 6);
-	MUST("serve-dns", PODS, "serve", "server", "dns", "5353");
+	MUST("serve-dns", LOUPE_LIVE_PODS, "serve", "server", "dns", "5353");
 
 	snprintf(policy, sizeof(policy),
 		 "{\"apiVersion\":\"loupe.dev/v1\",\"kind\":\"Policy\","
@@ -1133,21 +672,22 @@ Test(rewrite_live, mapping_dscp_and_masking)
 		 "\"match\":{\"cidrs\":[\"" LLM4 "/32\"],\"ports\":[{\"port\":80}]},"
 		 "\"mapTo\":{\"address\":\"%s\",\"port\":8090},"
 		 "\"http\":{\"maskHeaders\":[\"Authorization\",\"x-api-key\"]}}]}}\n",
-		 client.host_if, server.v4, server.v6, server.v4, server.v4);
+		 client.pod.host_if, server.pod.v4, server.pod.v6, server.pod.v4, server.pod.v4);
 	write_policy(policy);
-	agent_start(client.host_if);
+	agent_start(client.pod.host_if);
 	capture_start(&cap_cli, &client, "client");
 	capture_start(&cap_srv, &server, "server");
-	fprintf(stderr, "[rewrite] client %s/%s on %s, server %s/%s; setup %.1f s\n", client.v4,
-		client.v6, client.host_if, server.v4, server.v6, now_s() - t0);
+	fprintf(stderr, "[rewrite] client %s/%s on %s, server %s/%s; setup %.1f s\n", client.pod.v4,
+		client.pod.v6, client.pod.host_if, server.pod.v4, server.pod.v6,
+		loupe_live_now_s() - t0);
 
 	/* TCP, IPv4 and IPv6: the answer is the mapped server's, on its real address and port */
 	body = curl_ok(&client, "curl-web4", "http://" WEB4 "/v4", NULL);
-	snprintf(expect_body, sizeof(expect_body), "served-by %s 8080", server.v4);
+	snprintf(expect_body, sizeof(expect_body), "served-by %s 8080", server.pod.v4);
 	cr_expect(strstr(body, expect_body), "curl " WEB4 ": %s", body);
 	free(body);
 	body = curl_ok(&client, "curl-web6", "http://[" WEB6 "]/v6", NULL);
-	snprintf(expect_body, sizeof(expect_body), "served-by %s 8080", server.v6);
+	snprintf(expect_body, sizeof(expect_body), "served-by %s 8080", server.pod.v6);
 	cr_expect(strstr(body, expect_body), "curl " WEB6 ": %s", body);
 	free(body);
 
@@ -1164,7 +704,7 @@ Test(rewrite_live, mapping_dscp_and_masking)
 					"x-api-key: " SECRET_KEY, "-H", "X-Trace: keep-me-123",
 					"-H", "Content-Type: application/json", "-d",
 					"{\"model\":\"m\",\"messages\":[]}", NULL });
-	snprintf(expect_body, sizeof(expect_body), "served-by %s 8090", server.v4);
+	snprintf(expect_body, sizeof(expect_body), "served-by %s 8090", server.pod.v4);
 	cr_expect(strstr(body, expect_body), "curl " LLM4 ": %s", body);
 	free(body);
 
@@ -1172,8 +712,8 @@ Test(rewrite_live, mapping_dscp_and_masking)
 	capture_stop(&cap_srv);
 
 	/* the server logged the masked values, the header not named as sent */
-	tmp_path(url, sizeof(url), "headers.log");
-	log = slurp(url);
+	loupe_live_tmp_path(url, sizeof(url), "headers.log");
+	log = loupe_live_slurp(url);
 	memset(want, '*', strlen(SECRET_AUTH));
 	want[strlen(SECRET_AUTH)] = '\0';
 	{
@@ -1212,7 +752,8 @@ Test(rewrite_live, mapping_dscp_and_masking)
 	free(lines);
 
 	/* the client's capture: the virtual addresses only */
-	cr_expect_eq(frames(cap_cli.pcap, "ip.addr == %s || ipv6.addr == %s", server.v4, server.v6),
+	cr_expect_eq(frames(cap_cli.pcap, "ip.addr == %s || ipv6.addr == %s", server.pod.v4,
+			    server.pod.v6),
 		     0, "the client saw the real server's address");
 	cr_expect_gt(frames(cap_cli.pcap, "ip.src == " WEB4 " && tcp.srcport == 80"), 0,
 		     "replies from the virtual address");
@@ -1224,13 +765,13 @@ Test(rewrite_live, mapping_dscp_and_masking)
 	cr_expect_eq(frames(cap_srv.pcap, "ip.addr == " VIRT4_NET " || ipv6.addr == " VIRT6_NET), 0,
 		     "the server saw a virtual address");
 	cr_expect_gt(frames(cap_srv.pcap, "ip.src == %s && ip.dst == %s && tcp.dstport == 8080",
-			    client.v4, server.v4),
+			    client.pod.v4, server.pod.v4),
 		     0);
 	cr_expect_gt(frames(cap_srv.pcap, "ipv6.src == %s && ipv6.dst == %s && tcp.dstport == 8080",
-			    client.v6, server.v6),
+			    client.pod.v6, server.pod.v6),
 		     0);
 	cr_expect_gt(frames(cap_srv.pcap, "ip.src == %s && ip.dst == %s && udp.dstport == 5353",
-			    client.v4, server.v4),
+			    client.pod.v4, server.pod.v4),
 		     0);
 	/* DSCP 46 on every packet of the client's to the web rewrites, IPv4 and IPv6 */
 	cr_expect_gt(frames(cap_srv.pcap, "tcp.dstport == 8080 && ip.dsfield.dscp == 46"), 0);
@@ -1245,21 +786,21 @@ Test(rewrite_live, mapping_dscp_and_masking)
 	expect_checksums_valid(cap_srv.pcap, "server");
 
 	/* the events: what changed, named */
-	expect_rewrite(&(struct rewrite_want){ WEB4, "MAP_TO", server.v4, 0, "POD_EGRESS",
-					       client.host_if },
+	expect_rewrite(&(struct rewrite_want){ WEB4, "MAP_TO", server.pod.v4, 0, "POD_EGRESS",
+					       client.pod.host_if },
 		       "web-v4");
-	expect_rewrite(
-		&(struct rewrite_want){ WEB4, "SET_DSCP", NULL, 0, "POD_EGRESS", client.host_if },
-		"web-v4");
-	expect_rewrite(&(struct rewrite_want){ WEB6, "MAP_TO", server.v6, 0, "POD_EGRESS",
-					       client.host_if },
+	expect_rewrite(&(struct rewrite_want){ WEB4, "SET_DSCP", NULL, 0, "POD_EGRESS",
+					       client.pod.host_if },
+		       "web-v4");
+	expect_rewrite(&(struct rewrite_want){ WEB6, "MAP_TO", server.pod.v6, 0, "POD_EGRESS",
+					       client.pod.host_if },
 		       "web-v6");
-	expect_rewrite(&(struct rewrite_want){ DNS4, "MAP_TO", server.v4, 0, "POD_EGRESS",
-					       client.host_if },
+	expect_rewrite(&(struct rewrite_want){ DNS4, "MAP_TO", server.pod.v4, 0, "POD_EGRESS",
+					       client.pod.host_if },
 		       "dns");
 	{
-		struct rewrite_want w = { LLM4, "MASK_HEADERS", server.v4,
-					  0,	"POD_EGRESS",	client.host_if };
+		struct rewrite_want w = { LLM4, "MASK_HEADERS", server.pod.v4,
+					  0,	"POD_EGRESS",	client.pod.host_if };
 		struct json_object *o = wait_event("REWRITE masking", rewrite_matches, &w);
 		struct json_object *rw = loupe_json_obj(o, "rewrite");
 
@@ -1279,7 +820,8 @@ Test(rewrite_live, mapping_dscp_and_masking)
 			sample(m, "loupe_rate_limited_packets_total{direction=\"pod_egress\"}"), 0);
 		free(m);
 	}
-	fprintf(stderr, "[rewrite] mapping, DSCP, masking: %.1f s in all\n", now_s() - t0);
+	fprintf(stderr, "[rewrite] mapping, DSCP, masking: %.1f s in all\n",
+		loupe_live_now_s() - t0);
 }
 
 /*
@@ -1294,7 +836,7 @@ static void inject_tagged(const struct pod *p, const char *src, uint16_t vid, ui
 		.vlans = 1,
 		.vlan = { { .vid = vid } },
 		.src = src,
-		.dst = p->v4,
+		.dst = p->pod.v4,
 		.proto = IPPROTO_UDP,
 		.sport = 40000,
 		.dport = dport,
@@ -1316,7 +858,7 @@ static void inject_tagged(const struct pod *p, const char *src, uint16_t vid, ui
 		6);
 	for (int i = 0; i < 6; i++)
 		pkt.buf[6 + i] = (uint8_t)m[i];
-	snprintf(path, sizeof(path), "/var/run/netns/%s", t.node);
+	snprintf(path, sizeof(path), "/var/run/netns/%s", loupe_live.node);
 
 	pid = fork();
 	cr_assert_geq(pid, 0);
@@ -1328,7 +870,7 @@ static void inject_tagged(const struct pod *p, const char *src, uint16_t vid, ui
 			_exit(2);
 		/* protocol 0: the kernel takes the frame's own EtherType (0x8100) */
 		fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
-		sll.sll_ifindex = (int)if_nametoindex(p->host_if);
+		sll.sll_ifindex = (int)if_nametoindex(p->pod.host_if);
 		if (fd < 0 || !sll.sll_ifindex)
 			_exit(3);
 		sll.sll_halen = 6;
@@ -1339,9 +881,9 @@ static void inject_tagged(const struct pod *p, const char *src, uint16_t vid, ui
 				_exit(4);
 		_exit(0);
 	}
-	status = proc_wait(pid, 10);
-	cr_assert_eq(exit_code(status), 0, "AF_PACKET injection on %s failed (%d)", p->host_if,
-		     exit_code(status));
+	status = loupe_live_proc_wait(pid, 10);
+	cr_assert_eq(loupe_live_exit_code(status), 0, "AF_PACKET injection on %s failed (%d)",
+		     p->pod.host_if, loupe_live_exit_code(status));
 }
 
 Test(rewrite_live, vlan_push_and_pop_toward_the_pod)
@@ -1351,7 +893,7 @@ Test(rewrite_live, vlan_push_and_pop_toward_the_pod)
 	struct pod *const pods[] = { &server, &client };
 	char policy[2048], to_push[192], *out, *lines;
 	struct capture cap;
-	double t0 = now_s();
+	double t0 = loupe_live_now_s();
 
 	pods_up(pods, 2);
 	offload_off(&server);
@@ -1368,27 +910,27 @@ Test(rewrite_live, vlan_push_and_pop_toward_the_pod)
 		 "{\"name\":\"untag-injected\",\"direction\":\"ingress\","
 		 "\"match\":{\"cidrs\":[\"" POP_PEER4 "/32\"]},"
 		 "\"vlan\":{\"pop\":true}}]}}\n",
-		 client.host_if, server.v4);
+		 client.pod.host_if, server.pod.v4);
 	write_policy(policy);
-	agent_start(client.host_if);
+	agent_start(client.pod.host_if);
 	capture_start(&cap, &client, "client-vlan");
 
 	/* push: a flow the server opens to the client; the tag goes onto what the pod receives */
 	snprintf(to_push, sizeof(to_push),
 		 "import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);"
 		 "[s.sendto(b'push',('%s',9999)) for _ in range(3)]",
-		 client.v4);
+		 client.pod.v4);
 	cr_expect_eq(IN_POD(&server, "udp-push", &out, "python3", "-c", to_push), 0);
 	free(out);
 	/* pop: tagged frames into the veth, toward the pod; and some no rewrite matches */
 	inject_tagged(&client, POP_PEER4, 200, 9998, 3);
 	inject_tagged(&client, KEEP_PEER4, 201, 9997, 3);
 
-	expect_rewrite(&(struct rewrite_want){ client.v4, "VLAN_PUSH", NULL, 100, "POD_INGRESS",
-					       client.host_if },
+	expect_rewrite(&(struct rewrite_want){ client.pod.v4, "VLAN_PUSH", NULL, 100, "POD_INGRESS",
+					       client.pod.host_if },
 		       "tag-from-server");
-	expect_rewrite(&(struct rewrite_want){ client.v4, "VLAN_POP", NULL, 200, "POD_INGRESS",
-					       client.host_if },
+	expect_rewrite(&(struct rewrite_want){ client.pod.v4, "VLAN_POP", NULL, 200, "POD_INGRESS",
+					       client.pod.host_if },
 		       "untag-injected");
 	capture_stop(&cap);
 
@@ -1406,7 +948,7 @@ Test(rewrite_live, vlan_push_and_pop_toward_the_pod)
 	free(lines);
 	expect_checksums_valid(cap.pcap, "client (vlan)");
 	wait_sample("loupe_rewritten_packets_total{direction=\"pod_ingress\"}", 6);
-	fprintf(stderr, "[vlan] %.1f s in all\n", now_s() - t0);
+	fprintf(stderr, "[vlan] %.1f s in all\n", loupe_live_now_s() - t0);
 }
 
 static bool rate_limited_matches(struct json_object *o, const void *ctx)
@@ -1430,15 +972,15 @@ static double iperf(const struct pod *p, const char *port, const char *secs)
 	double bps = -1;
 	int rc;
 
-	rc = IN_POD(p, "iperf3", &out, "iperf3", "-c", server.v4, "-p", (char *)port, "-t",
+	rc = IN_POD(p, "iperf3", &out, "iperf3", "-c", server.pod.v4, "-p", (char *)port, "-t",
 		    (char *)secs, "-O", "1", "-J");
-	cr_expect_eq(rc, 0, "iperf3 from %s: exit %d:\n%s", p->name, rc, out);
+	cr_expect_eq(rc, 0, "iperf3 from %s: exit %d:\n%s", p->pod.name, rc, out);
 	o = json_tokener_parse(out);
 	if (o && json_object_object_get_ex(o, "end", &end) &&
 	    json_object_object_get_ex(end, "sum_received", &sum) &&
 	    json_object_object_get_ex(sum, "bits_per_second", &v))
 		bps = json_object_get_double(v);
-	cr_expect_gt(bps, 0, "iperf3 from %s: no end.sum_received:\n%s", p->name, out);
+	cr_expect_gt(bps, 0, "iperf3 from %s: no end.sum_received:\n%s", p->pod.name, out);
 	json_object_put(o);
 	free(out);
 	return bps;
@@ -1449,22 +991,22 @@ Test(rewrite_live, rate_limit)
 	struct pod *const pods[] = { &server, &client, &client2 };
 	char policy[1024], out[PATH_MAX], err[PATH_MAX], base[32];
 	double limited, free_bps, target = RATE_BPS * 8.0;
-	double t0 = now_s();
+	double t0 = loupe_live_now_s();
 	struct json_object *ev;
 
 	pods_up(pods, 3);
 	for (int i = 0; i < 2; i++) {
 		const char *port = i ? "5202" : "5201";
-		char *argv[] = { "ip", "netns",	  "exec", server.ns,	"iperf3",	"-s",
-				 "-B", server.v4, "-p",	  (char *)port, "--forceflush", NULL };
+		char *argv[] = { "ip", "netns",	      "exec", server.pod.ns, "iperf3",	     "-s",
+				 "-B", server.pod.v4, "-p",   (char *)port,  "--forceflush", NULL };
 		pid_t pid;
 
 		snprintf(base, sizeof(base), "iperf3-%s.out", port);
-		tmp_path(out, sizeof(out), base);
+		loupe_live_tmp_path(out, sizeof(out), base);
 		snprintf(base, sizeof(base), "iperf3-%s.err", port);
-		tmp_path(err, sizeof(err), base);
-		pid = proc_keep(argv, out, err);
-		wait_file(out, "Server listening", LISTEN_S, pid, "iperf3 -s", err);
+		loupe_live_tmp_path(err, sizeof(err), base);
+		pid = loupe_live_proc_keep(argv, out, err);
+		loupe_live_wait_file(out, "Server listening", 1, LISTEN_S, &pid, "iperf3 -s", err);
 	}
 	/* the limited pod by its addresses: the agent hands them to the apply step */
 	snprintf(policy, sizeof(policy),
@@ -1473,10 +1015,10 @@ Test(rewrite_live, rate_limit)
 		 "\"spec\":{\"podSelector\":{\"cidrs\":[\"%s/32\",\"%s/128\"]},"
 		 "\"rateLimits\":[{\"direction\":\"egress\",\"bytesPerSecond\":%d,"
 		 "\"burst\":%d}]}}\n",
-		 client.v4, client.v6, RATE_BPS, RATE_BURST);
+		 client.pod.v4, client.pod.v6, RATE_BPS, RATE_BURST);
 	write_policy(policy);
-	agent_start(client.host_if);
-	wait_file(t.agent_log, client2.host_if, ATTACH_S, t.agent, "loupe-agent", t.agent_log);
+	agent_start(client.pod.host_if);
+	loupe_live_agent_wait(client2.pod.host_if, 1, ATTACH_S);
 
 	limited = iperf(&client, "5201", "5");
 	free_bps = iperf(&client2, "5202", "2");
@@ -1493,7 +1035,7 @@ Test(rewrite_live, rate_limit)
 
 	/* drops counted and reported: RATE_LIMITED names the limit */
 	wait_sample("loupe_rate_limited_packets_total{direction=\"pod_egress\"}", 1);
-	ev = wait_event("RATE_LIMITED", rate_limited_matches, client.host_if);
+	ev = wait_event("RATE_LIMITED", rate_limited_matches, client.pod.host_if);
 	json_object_put(ev);
 	{
 		char *m = metrics();
@@ -1503,5 +1045,5 @@ Test(rewrite_live, rate_limit)
 			"only egress is limited");
 		free(m);
 	}
-	fprintf(stderr, "[rate] %.1f s in all\n", now_s() - t0);
+	fprintf(stderr, "[rate] %.1f s in all\n", loupe_live_now_s() - t0);
 }
