@@ -564,3 +564,76 @@ Test(rewrite, rate_limit_token_bucket)
 	fx_eq(r->fx, "ingress", rw_run(r, "rate_ingress", LOUPE_DIR_POD_INGRESS, &in), PASS);
 	rw_close(r);
 }
+
+Test(rewrite, ipv6_vlan_and_mask)
+{
+	struct rw_fx *r = rw_open("[" POLICY(
+		"v6", "{'podSelector':{},'rewrites':["
+		      "{'name':'untag','direction':'egress','match':{'ports':[{'port':7000}]},"
+		      "'vlan':{'pop':true}},"
+		      "{'name':'keys','direction':'egress','match':{'ports':[{'port':80}]},"
+		      "'http':{'maskHeaders':['x-api-key']}}]}") "]");
+	static const char req[] = "GET /v1 HTTP/1.1\r\nHost: h\r\nx-api-key: 0123456789\r\n\r\n";
+	struct loupe_pkt_spec tagged = { .ipv6 = true,
+					 .vlans = 1,
+					 .vlan = { { .vid = 301 } },
+					 .proto = IPPROTO_TCP,
+					 .dport = 7000,
+					 .tcp = { .flags = LOUPE_TCP_SYN } };
+	struct loupe_pkt_spec seg = { .ipv6 = true,
+				      .proto = IPPROTO_TCP,
+				      .dport = 80,
+				      .tcp = { .flags = LOUPE_TCP_ACK | LOUPE_TCP_PSH, .seq = 2 },
+				      .payload = req };
+
+	fx_eq(r->fx, "pop v6", rw_run(r, "vlan_pop_v6", LOUPE_DIR_POD_EGRESS, &tagged), PASS);
+	fx_eq(r->fx, "ethertype after pop", (r->out[12] << 8) | r->out[13], 0x86dd);
+	fx_eq(r->fx, "frame length", r->out_len, r->in.len - 4);
+	expect_checksums(r, "pop v6");
+
+	fx_eq(r->fx, "mask v6", rw_run(r, "mask_v6", LOUPE_DIR_POD_EGRESS, &seg), PASS);
+	fx_true(r->fx, find(r->out, r->out_len, "x-api-key: **********\r\n"), "not masked");
+	fx_true(r->fx, !find(r->out, r->out_len, "0123456789"), "a byte of the secret is left");
+	expect_checksums(r, "mask v6");
+	rw_close(r);
+}
+
+Test(rewrite, truncated_headers_pass_unchanged)
+{
+	/* a mapped destination, the frame cut inside its IP or TCP header: no flow, no rewrite,
+	 * the frame passes as it came and nothing is written past it. BPF_PROG_TEST_RUN refuses
+	 * an untagged frame shorter than its IP header, so the tagged one covers those cuts. */
+	struct rw_fx *r = rw_open(MAP_SET);
+
+	for (int tagged = 0; tagged <= 1; tagged++) {
+		struct loupe_pkt_spec syn = { .vlans = tagged,
+					      .vlan = { { .vid = 7 } },
+					      .dst = "198.18.5.5",
+					      .proto = IPPROTO_TCP,
+					      .dport = 80,
+					      .tcp = { .flags = LOUPE_TCP_SYN } };
+		size_t whole, first;
+
+		cr_assert_eq(loupe_pkt_build(&syn, &r->in), 0);
+		whole = r->in.len;
+		first = tagged ? 15 : r->in.l3_off + 20;
+		for (size_t len = first; len < whole; len++) {
+			uint8_t frame[LOUPE_PKT_MAX];
+			int rc = 0, err;
+			char row[40];
+
+			cr_assert_eq(loupe_pkt_build(&syn, &r->in), 0);
+			memcpy(frame, r->in.buf, len);
+			snprintf(row, sizeof(row), "map_cut_at_%zu%s", len,
+				 tagged ? "_tagged" : "");
+			fx_row(r->fx, row, frame, len);
+			err = loupe_datapath_run_out(r->fx->dp, LOUPE_DIR_POD_EGRESS, frame, len, 0,
+						     r->out, sizeof(r->out), &r->out_len, &rc);
+			cr_assert_eq(err, 0, "%s: %s", row, strerror(-err));
+			fx_eq(r->fx, "TC action", rc, PASS);
+			fx_eq(r->fx, "frame length", r->out_len, len);
+			fx_true(r->fx, !memcmp(r->out, frame, len), "a cut frame was changed");
+		}
+	}
+	rw_close(r);
+}
