@@ -198,9 +198,8 @@ struct {
 
 /* The policy judge's working memory: bitmaps and keys are too large for the stack. */
 struct loupe_policy_work {
-	struct loupe_policy_bits cand; /* the rules that still fit */
-	struct loupe_policy_bits l7;   /* the L7 rules that fit the request */
-	struct loupe_policy_bits tmp;
+	struct loupe_policy_bits cand;	/* the rules that still fit */
+	struct loupe_policy_bits zero;	/* never written: the answer of a lookup that misses */
 	struct loupe_flow_key held_key; /* of loupe_tls_pending: a request being held */
 	struct loupe_policy_iface_key iface_key;
 	struct loupe_policy_addr_key addr_key;
@@ -218,6 +217,7 @@ struct loupe_policy_work {
 	__u32 slot;	     /* the slot the judge read */
 	__u32 generation;    /* ... and its set's generation */
 	__u32 flags;	     /* ... and its flags (enum loupe_policy_meta_flags) */
+	__u32 method_idx;    /* loupe_pol_methods key of the request's method */
 	__u32 host_name_len; /* the Host of s->ev.http without its port */
 	__u32 host_port;     /* its port, 0 when it gives none */
 };

@@ -38,8 +38,7 @@ enum loupe_judge_l7 {
 /*
  * Bitmap loops run over the words a set uses (s->pol.n_words, from meta.n_bits), not over
  * all LOUPE_POLICY_WORDS: a set of 50 rules costs one word. They are global functions: the
- * verifier checks each loop once, not once for every state a caller reaches it in. The
- * barriers keep clang from turning them into memcpy()/memset(), which BPF does not have.
+ * verifier checks each loop once, not once for every state a caller reaches it in.
  */
 __noinline int loupe_bits_and(struct loupe_policy_bits *dst, const struct loupe_policy_bits *src,
 			      __u32 n)
@@ -50,46 +49,6 @@ __noinline int loupe_bits_and(struct loupe_policy_bits *dst, const struct loupe_
 		if (i >= n)
 			break;
 		dst->w[i] &= src->w[i];
-	}
-	return 0;
-}
-
-__noinline int loupe_bits_or(struct loupe_policy_bits *dst, const struct loupe_policy_bits *src,
-			     __u32 n)
-{
-	if (!dst || !src)
-		return 0;
-	for (int i = 0; i < LOUPE_POLICY_WORDS; i++) {
-		if (i >= n)
-			break;
-		dst->w[i] |= src->w[i];
-	}
-	return 0;
-}
-
-__noinline int loupe_bits_copy(struct loupe_policy_bits *dst, const struct loupe_policy_bits *src,
-			       __u32 n)
-{
-	if (!dst || !src)
-		return 0;
-	for (int i = 0; i < LOUPE_POLICY_WORDS; i++) {
-		if (i >= n)
-			break;
-		dst->w[i] = src->w[i];
-		asm volatile("" ::: "memory");
-	}
-	return 0;
-}
-
-__noinline int loupe_bits_zero(struct loupe_policy_bits *dst, __u32 n)
-{
-	if (!dst)
-		return 0;
-	for (int i = 0; i < LOUPE_POLICY_WORDS; i++) {
-		if (i >= n)
-			break;
-		dst->w[i] = 0;
-		asm volatile("" ::: "memory");
 	}
 	return 0;
 }
@@ -143,6 +102,35 @@ __noinline __u32 loupe_bits_and4(const struct loupe_policy_bits *a,
 			return i + 1;
 	}
 	return i;
+}
+
+/*
+ * The first rule of s->pol.cand that is decided without L7 (@l4_only) or is an L7 rule
+ * the request fits: @m & @p & (@h | @hp) (HTTP: its method's, its path's, its Host's with
+ * any port and with its port; TLS and DNS: the name's, given four times). One pass.
+ */
+__noinline __u32 loupe_bits_first_l7(const struct loupe_policy_bits *m,
+				     const struct loupe_policy_bits *p,
+				     const struct loupe_policy_bits *h,
+				     const struct loupe_policy_bits *hp,
+				     const struct loupe_policy_bits *l4_only)
+{
+	struct loupe_scratch *s = loupe_scratch_get();
+	__u32 n;
+
+	if (!s || !m || !p || !h || !hp || !l4_only)
+		return LOUPE_POLICY_BIT_NONE;
+	n = s->pol.n_words;
+	for (int i = 0; i < LOUPE_POLICY_WORDS; i++) {
+		__u64 w;
+
+		if (i >= n)
+			break;
+		w = s->pol.cand.w[i] & (l4_only->w[i] | (m->w[i] & p->w[i] & (h->w[i] | hp->w[i])));
+		if (w)
+			return i * 64 + loupe_lowest_bit(w);
+	}
+	return LOUPE_POLICY_BIT_NONE;
 }
 
 /* The first rule in @b, or LOUPE_POLICY_BIT_NONE. */
@@ -206,16 +194,15 @@ enum loupe_policy_name_src {
 };
 
 /*
- * Looks up the name @src of s->ev (its first @len bytes: a Host without its port) in
- * loupe_pol_names as @kind (with @port for HOST_PORT), and ORs the rules of its longest entry
- * into s->pol.tmp. The key is the name reversed, in lower case, one trailing dot dropped, a
+ * Builds in s->pol.name_key the loupe_pol_names key of the name @src of s->ev (its first @len
+ * bytes: a Host without its port) as @kind (with @port for HOST_PORT). The key is the name
+ * reversed, in lower case, one trailing dot dropped, a
  * NUL after it, cut at LOUPE_POLICY_NAME_KEY_MAX bytes: the compiler builds its keys the same
  * way (loupe_policy_name_key_bytes()). A global function: the verifier checks it once.
  */
-__noinline int loupe_policy_names_lookup(int src, __u32 len, int kind, __u32 port)
+__noinline int loupe_policy_name_key(int src, __u32 len, int kind, __u32 port)
 {
 	struct loupe_scratch *s = loupe_scratch_get();
-	const struct loupe_policy_bits *v;
 	struct loupe_policy_work *w;
 	const char *name;
 	__u32 j, off;
@@ -255,10 +242,6 @@ __noinline int loupe_policy_names_lookup(int src, __u32 len, int kind, __u32 por
 		}
 		*(__u64 *)&w->name_key.name[j * 8] = word;
 	}
-	v = bpf_map_lookup_elem(&loupe_pol_names, &w->name_key);
-	if (!v)
-		return 0;
-	loupe_bits_or(&w->tmp, v, w->n_words);
 	return 1;
 }
 
@@ -292,17 +275,16 @@ static __always_inline int loupe_policy_method_index(const char *method)
 }
 
 /*
- * The HTTP rules that fit the method and path of the request in s->ev.http, into s->pol.l7;
- * its Host split into name and port for the names lookup (s->pol.host_name_len, host_port).
- * Returns 0 when no rule fits.
+ * The keys of the request in s->ev.http: its method's index in loupe_pol_methods
+ * (s->pol.method_idx), its path's key (s->pol.path_key), its Host split into name and port
+ * (s->pol.host_name_len, host_port). Returns 0 when the method is not a standard one.
  */
 __noinline int loupe_policy_http_rules(int slot)
 {
 	struct loupe_scratch *s = loupe_scratch_get();
-	const struct loupe_policy_bits *v;
 	struct loupe_policy_work *w;
 	struct loupe_event_http *http;
-	__u32 path_len, host_len, name_len, port = 0, mult = 1, j, idx;
+	__u32 path_len, host_len, name_len, port = 0, mult = 1, j;
 	bool colon = false;
 	const char *host;
 	int m;
@@ -311,15 +293,10 @@ __noinline int loupe_policy_http_rules(int slot)
 		return 0;
 	w = &s->pol;
 	http = &s->ev.http;
-	loupe_bits_zero(&w->l7, w->n_words);
 	m = loupe_policy_method_index(http->method);
 	if (m < 0)
 		return 0;
-	idx = (slot & 1) * LOUPE_POLICY_METHODS + m;
-	v = bpf_map_lookup_elem(&loupe_pol_methods, &idx);
-	if (!v)
-		return 0;
-	loupe_bits_copy(&w->l7, v, w->n_words);
+	w->method_idx = (slot & 1) * LOUPE_POLICY_METHODS + m;
 
 	/* the path: byte prefixes */
 	path_len = http->path_len & (LOUPE_HTTP_PATH_MAX - 1);
@@ -327,12 +304,6 @@ __noinline int loupe_policy_http_rules(int slot)
 	w->path_key.slot = slot;
 	for (j = 0; j < LOUPE_HTTP_PATH_MAX / 8; j++)
 		*(__u64 *)&w->path_key.path[j * 8] = *(const __u64 *)&http->strings[j * 8];
-	v = bpf_map_lookup_elem(&loupe_pol_paths, &w->path_key);
-	if (!v) {
-		loupe_bits_zero(&w->l7, w->n_words);
-		return 0;
-	}
-	loupe_bits_and(&w->l7, v, w->n_words);
 
 	/* the Host: "name" or "name:port"; an IPv6 literal ("[::1]:80") is no name */
 	host_len = http->host_len & (LOUPE_HTTP_HOST_MAX - 1);
@@ -548,35 +519,38 @@ __noinline int loupe_policy_judge(struct __sk_buff *skb, int dir, int l7, __u64 
 		if (pkt->protocol != IPPROTO_TCP && pkt->protocol != IPPROTO_UDP)
 			loupe_bits_and(&w->cand, &meta->l4_only, w->n_words);
 	} else {
-		if (l7 == LOUPE_JUDGE_HTTP) {
-			/* the Host: its name with any port, or its name and the port it gives */
-			loupe_bits_zero(&w->tmp, w->n_words);
-			if (loupe_policy_http_rules(slot)) {
-				loupe_policy_names_lookup(LOUPE_NAME_SRC_HTTP_HOST,
-							  w->host_name_len, LOUPE_POL_NAME_HOST, 0);
-				if (w->host_port)
-					loupe_policy_names_lookup(
-						LOUPE_NAME_SRC_HTTP_HOST, w->host_name_len,
-						LOUPE_POL_NAME_HOST_PORT, w->host_port);
-			}
-			loupe_bits_and(&w->l7, &w->tmp, w->n_words);
-		} else if (l7 == LOUPE_JUDGE_TLS || l7 == LOUPE_JUDGE_DNS) {
-			loupe_bits_zero(&w->tmp, w->n_words);
-			if (l7 == LOUPE_JUDGE_TLS)
-				loupe_policy_names_lookup(LOUPE_NAME_SRC_TLS_SNI, s->ev.tls.sni_len,
-							  LOUPE_POL_NAME_SNI, 0);
-			else
-				loupe_policy_names_lookup(LOUPE_NAME_SRC_DNS_QNAME,
-							  s->ev.dns.qname_len, LOUPE_POL_NAME_DNS,
-							  0);
-			loupe_bits_copy(&w->l7, &w->tmp, w->n_words);
-		} else {
-			loupe_bits_zero(&w->l7, w->n_words);
-		}
-		loupe_bits_or(&w->l7, &meta->l4_only, w->n_words);
-		loupe_bits_and(&w->cand, &w->l7, w->n_words);
-	}
+		/* the L7 rules the request fits; a miss is no rule (the zero bitmap) */
+		const struct loupe_policy_bits *m = &w->zero, *p = &w->zero, *h = &w->zero,
+					       *hp = &w->zero, *v;
 
+		if (l7 == LOUPE_JUDGE_HTTP && loupe_policy_http_rules(slot)) {
+			v = bpf_map_lookup_elem(&loupe_pol_methods, &w->method_idx);
+			m = v ? v : &w->zero;
+			v = bpf_map_lookup_elem(&loupe_pol_paths, &w->path_key);
+			p = v ? v : &w->zero;
+			loupe_policy_name_key(LOUPE_NAME_SRC_HTTP_HOST, w->host_name_len,
+					      LOUPE_POL_NAME_HOST, 0);
+			v = bpf_map_lookup_elem(&loupe_pol_names, &w->name_key);
+			h = v ? v : &w->zero;
+			if (w->host_port) {
+				loupe_policy_name_key(LOUPE_NAME_SRC_HTTP_HOST, w->host_name_len,
+						      LOUPE_POL_NAME_HOST_PORT, w->host_port);
+				v = bpf_map_lookup_elem(&loupe_pol_names, &w->name_key);
+				hp = v ? v : &w->zero;
+			}
+		} else if (l7 == LOUPE_JUDGE_TLS || l7 == LOUPE_JUDGE_DNS) {
+			if (l7 == LOUPE_JUDGE_TLS)
+				loupe_policy_name_key(LOUPE_NAME_SRC_TLS_SNI, s->ev.tls.sni_len,
+						      LOUPE_POL_NAME_SNI, 0);
+			else
+				loupe_policy_name_key(LOUPE_NAME_SRC_DNS_QNAME, s->ev.dns.qname_len,
+						      LOUPE_POL_NAME_DNS, 0);
+			v = bpf_map_lookup_elem(&loupe_pol_names, &w->name_key);
+			m = p = h = v ? v : &w->zero;
+		}
+		bit = loupe_bits_first_l7(m, p, h, hp, &meta->l4_only);
+		goto decide;
+	}
 	bit = loupe_bits_first(&w->cand, w->n_words);
 decide:
 	if (bit >= meta->n_rule_bits || bit >= LOUPE_POLICY_BITS)
