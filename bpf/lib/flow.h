@@ -222,8 +222,10 @@ loupe_flow_track(struct __sk_buff *skb, struct loupe_pkt *pkt, __u8 *dir, __u64 
 		if (d != *dir) {
 			*dir = d;
 			loupe_flow_key_of(&key, pkt, *dir);
+			flow = NULL;
 		}
-		flow = loupe_flow_lookup(ipv6, &key);
+		if (!flow)
+			flow = loupe_flow_lookup(ipv6, &key);
 		if (!flow)
 			return NULL;
 	}
