@@ -208,33 +208,7 @@ static void agent_start(void)
 /* /metrics, fetched inside the node's namespace. */
 static char *metrics(void)
 {
-	char *argv[] = { "ip",
-			 "netns",
-			 "exec",
-			 loupe_live.node,
-			 "curl",
-			 "-sS",
-			 "-m",
-			 "5",
-			 "http://" METRICS "/metrics",
-			 NULL };
-
-	return loupe_live_must_run(argv, "metrics", CLIENT_S);
-}
-
-/* The value of the sample @series ("name{labels}") in @text, or -1 when absent. */
-static long long sample(const char *text, const char *series)
-{
-	char *needle;
-	const char *s;
-	long long v = -1;
-
-	cr_assert(asprintf(&needle, "\n%s ", series) > 0);
-	s = strstr(text, needle);
-	if (s)
-		sscanf(s + strlen(needle), "%lld", &v);
-	free(needle);
-	return v;
+	return loupe_live_metrics(METRICS, CLIENT_S);
 }
 
 /*
@@ -249,7 +223,7 @@ static long long wait_sample(const char *series, long long min, bool exact)
 
 	for (;;) {
 		m = metrics();
-		v = sample(m, series);
+		v = loupe_live_sample(m, series);
 		free(m);
 		if (exact ? v == min : v >= min)
 			return v;
@@ -474,8 +448,8 @@ Test(policy_live, enforced_with_real_clients)
 		    false);
 	wait_sample("loupe_policy_dropped_packets_total{direction=\"pod_egress\"}", 1, false);
 	m = metrics();
-	cr_expect_geq(sample(m, "loupe_policy_generation"), 1);
-	cr_expect_eq(sample(m, "loupe_policy_reloads_total{result=\"refused\"}"), 0);
+	cr_expect_geq(loupe_live_sample(m, "loupe_policy_generation"), 1);
+	cr_expect_eq(loupe_live_sample(m, "loupe_policy_reloads_total{result=\"refused\"}"), 0);
 	free(m);
 	fprintf(stderr, "[policy] enforced: %.1f s in all\n", loupe_live_now_s() - t0);
 }
@@ -521,7 +495,7 @@ Test(policy_live, reloads_without_restart)
 					       "sighup.example.test", "linked" });
 	wait_sample("loupe_policy_reloads_total{result=\"ok\"}", 2, true);
 	m = metrics();
-	gen = sample(m, "loupe_policy_generation");
+	gen = loupe_live_sample(m, "loupe_policy_generation");
 	free(m);
 
 	/* a refused change: logged, counted, and the set in force goes on enforcing */
@@ -536,14 +510,15 @@ Test(policy_live, reloads_without_restart)
 	cr_expect(!tls_handshake("tls-after-refusal", HOST_BAD), "SNI denied before the refusal");
 	wait_sample("loupe_policy_reloads_total{result=\"refused\"}", 1, true);
 	m = metrics();
-	cr_expect_eq(sample(m, "loupe_policy_generation"), gen, "the generation moved");
+	cr_expect_eq(loupe_live_sample(m, "loupe_policy_generation"), gen, "the generation moved");
 	free(m);
 
 	/* fixed: the set is the one in force, not applied again */
 	cr_assert_eq(unlink(bad), 0);
 	expect_http_ok("allowed-after-fix", server.v4, PORT_OK, HOST_OK);
 	m = metrics();
-	cr_expect_eq(sample(m, "loupe_policy_generation"), gen, "an unchanged set applied again");
+	cr_expect_eq(loupe_live_sample(m, "loupe_policy_generation"), gen,
+		     "an unchanged set applied again");
 	free(m);
 	cr_expect_eq(loupe_live_agent_log_count(REFUSED), 1);
 }

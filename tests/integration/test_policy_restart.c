@@ -231,60 +231,13 @@ static void pods_up(void)
 
 static void capture_start(void)
 {
-	char out[PATH_MAX], *log;
+	char out[PATH_MAX];
 	char *argv[] = { "ip",	 "netns", "exec", server.ns,	      "tcpdump", "-i",
 			 "eth0", "-n",	  "-U",	  "--immediate-mode", "-s",	 "128",
 			 "-B",	 "16384", "-w",	  t.capture,	      "tcp",	 NULL };
-	double end = loupe_live_now_s() + CAPTURE_S;
 
 	loupe_live_tmp_path(out, sizeof(out), "tcpdump.out");
-	t.tcpdump = loupe_live_proc_start(argv, out, t.capture_log);
-	for (;;) {
-		log = loupe_live_slurp(t.capture_log);
-		if (strstr(log, "listening on eth0")) {
-			free(log);
-			return;
-		}
-		cr_assert(loupe_live_now_s() < end && loupe_live_pid_alive(t.tcpdump),
-			  "tcpdump did not start:\n%s", log);
-		free(log);
-		loupe_live_pause_ms(10);
-	}
-}
-
-/* Whether the capture holds an IPv4 TCP packet from port @sport (tcpdump -U: whole packets). */
-static bool capture_has(uint16_t sport)
-{
-	uint8_t hdr[24], rec[16], frame[128];
-	bool found = false, swap;
-	uint32_t magic;
-	FILE *f = fopen(t.capture, "r");
-
-	if (!f)
-		return false;
-	if (fread(hdr, 1, sizeof(hdr), f) != sizeof(hdr))
-		goto out;
-	memcpy(&magic, hdr, 4);
-	swap = magic == 0xd4c3b2a1 || magic == 0x4d3cb2a1;
-	while (!found && fread(rec, 1, sizeof(rec), f) == sizeof(rec)) {
-		uint32_t incl;
-		size_t n;
-
-		memcpy(&incl, rec + 8, 4);
-		if (swap)
-			incl = __builtin_bswap32(incl);
-		n = incl < sizeof(frame) ? incl : sizeof(frame);
-		if (fread(frame, 1, n, f) != n || fseek(f, incl - n, SEEK_CUR))
-			break;
-		if (n >= 14 + 20 + 4 && frame[12] == 0x08 && frame[13] == 0x00 && frame[23] == 6) {
-			size_t l4 = 14 + (frame[14] & 0xf) * 4;
-
-			found = l4 + 2 <= n && (frame[l4] << 8 | frame[l4 + 1]) == sport;
-		}
-	}
-out:
-	fclose(f);
-	return found;
+	t.tcpdump = loupe_live_tcpdump_start(argv, out, t.capture_log, CAPTURE_S);
 }
 
 static int connect_marker(void *arg)
@@ -320,7 +273,7 @@ static void capture_stop(void)
 
 	st = in_netns(client.ns, connect_marker, NULL);
 	cr_assert_eq(st, 0, "the marker connection: %s", strerror(-st));
-	while (!capture_has(MARKER_PORT)) {
+	while (!loupe_live_capture_has(t.capture, MARKER_PORT)) {
 		cr_assert(loupe_live_now_s() < end,
 			  "tcpdump did not write the marker within %.0f s", CAPTURE_S);
 		loupe_live_pause_ms(10);

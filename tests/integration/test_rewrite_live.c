@@ -456,35 +456,10 @@ static void write_policy(const char *text)
 	loupe_live_write_file(path, text);
 }
 
+/* /metrics, fetched inside the node's namespace. */
 static char *metrics(void)
 {
-	char *argv[] = { "ip",
-			 "netns",
-			 "exec",
-			 loupe_live.node,
-			 "curl",
-			 "-sS",
-			 "-m",
-			 "5",
-			 "http://" METRICS "/metrics",
-			 NULL };
-
-	return loupe_live_must_run(argv, "metrics", CLIENT_S);
-}
-
-/* The value of the sample @series ("name{labels}") in @text, or -1 when absent. */
-static long long sample(const char *text, const char *series)
-{
-	char *needle;
-	const char *s;
-	long long v = -1;
-
-	cr_assert(asprintf(&needle, "\n%s ", series) > 0);
-	s = strstr(text, needle);
-	if (s)
-		sscanf(s + strlen(needle), "%lld", &v);
-	free(needle);
-	return v;
+	return loupe_live_metrics(METRICS, CLIENT_S);
 }
 
 /* Waits until /metrics shows @series at least @min; returns the last value seen. */
@@ -496,7 +471,7 @@ static long long wait_sample(const char *series, long long min)
 
 	for (;;) {
 		m = metrics();
-		v = sample(m, series);
+		v = loupe_live_sample(m, series);
 		free(m);
 		if (v >= min)
 			return v;
@@ -815,9 +790,11 @@ Test(rewrite_live, mapping_dscp_and_masking)
 	{
 		char *m = metrics();
 
-		cr_expect_eq(sample(m, "loupe_rewrite_failed_total"), 0);
+		cr_expect_eq(loupe_live_sample(m, "loupe_rewrite_failed_total"), 0);
 		cr_expect_eq(
-			sample(m, "loupe_rate_limited_packets_total{direction=\"pod_egress\"}"), 0);
+			loupe_live_sample(
+				m, "loupe_rate_limited_packets_total{direction=\"pod_egress\"}"),
+			0);
 		free(m);
 	}
 	fprintf(stderr, "[rewrite] mapping, DSCP, masking: %.1f s in all\n",
@@ -1041,8 +1018,9 @@ Test(rewrite_live, rate_limit)
 		char *m = metrics();
 
 		cr_expect_eq(
-			sample(m, "loupe_rate_limited_packets_total{direction=\"pod_ingress\"}"), 0,
-			"only egress is limited");
+			loupe_live_sample(
+				m, "loupe_rate_limited_packets_total{direction=\"pod_ingress\"}"),
+			0, "only egress is limited");
 		free(m);
 	}
 	fprintf(stderr, "[rate] %.1f s in all\n", loupe_live_now_s() - t0);

@@ -603,3 +603,82 @@ size_t loupe_live_agent_log_count(const char *needle)
 	free(s);
 	return n;
 }
+
+pid_t loupe_live_tcpdump_start(char *const argv[], const char *out, const char *err,
+			       double deadline_s)
+{
+	double end = loupe_live_now_s() + deadline_s;
+	pid_t pid = loupe_live_proc_start(argv, out, err);
+
+	for (;;) {
+		char *log = loupe_live_slurp(err);
+
+		if (strstr(log, "listening on")) {
+			free(log);
+			return pid;
+		}
+		cr_assert(loupe_live_now_s() < end && loupe_live_pid_alive(pid),
+			  "tcpdump did not start:\n%s", log);
+		free(log);
+		loupe_live_pause_ms(10);
+	}
+}
+
+bool loupe_live_capture_has(const char *path, uint16_t sport)
+{
+	uint8_t hdr[24], rec[16], frame[128];
+	bool found = false, swap;
+	uint32_t magic;
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return false;
+	if (fread(hdr, 1, sizeof(hdr), f) != sizeof(hdr))
+		goto out;
+	memcpy(&magic, hdr, 4);
+	swap = magic == 0xd4c3b2a1 || magic == 0x4d3cb2a1;
+	while (!found && fread(rec, 1, sizeof(rec), f) == sizeof(rec)) {
+		uint32_t incl;
+		size_t n;
+
+		memcpy(&incl, rec + 8, 4);
+		if (swap)
+			incl = __builtin_bswap32(incl);
+		n = incl < sizeof(frame) ? incl : sizeof(frame);
+		if (fread(frame, 1, n, f) != n || fseek(f, incl - n, SEEK_CUR))
+			break;
+		if (n >= 14 + 20 + 4 && frame[12] == 0x08 && frame[13] == 0x00 && frame[23] == 6) {
+			size_t l4 = 14 + (frame[14] & 0xf) * 4;
+
+			found = l4 + 2 <= n && (frame[l4] << 8 | frame[l4 + 1]) == sport;
+		}
+	}
+out:
+	fclose(f);
+	return found;
+}
+
+char *loupe_live_metrics(const char *addr, double deadline_s)
+{
+	char url[128];
+	char *argv[] = {
+		"ip", "netns", "exec", loupe_live.node, "curl", "-sS", "-m", "5", url, NULL
+	};
+
+	snprintf(url, sizeof(url), "http://%s/metrics", addr);
+	return loupe_live_must_run(argv, "metrics", deadline_s);
+}
+
+long long loupe_live_sample(const char *text, const char *series)
+{
+	char *needle;
+	const char *s;
+	long long v = -1;
+
+	cr_assert(asprintf(&needle, "\n%s ", series) > 0);
+	s = strstr(text, needle);
+	if (s)
+		sscanf(s + strlen(needle), "%lld", &v);
+	free(needle);
+	return v;
+}

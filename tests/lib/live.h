@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include <criterion/criterion.h>
@@ -131,6 +132,24 @@ bool loupe_live_pid_alive(int pid);
 
 /* processes: stdin from /dev/null, the test's environment (PATH, HOME, LOUPE_PODS_*) */
 pid_t loupe_live_proc_start(char *const argv[], const char *out, const char *err);
+
+/*
+ * Starts tcpdump (@argv: its whole command line, "ip netns exec ..." included; stderr to
+ * @err) and waits until it says it is listening, for @deadline_s. Returns its pid; fails the
+ * test when it dies or does not start in time.
+ */
+pid_t loupe_live_tcpdump_start(char *const argv[], const char *out, const char *err,
+			       double deadline_s);
+
+/* The agent's /metrics at @addr ("127.0.0.1:9750"), fetched with curl inside the node. */
+char *loupe_live_metrics(const char *addr, double deadline_s);
+
+/* The value of the sample @series ("name{labels}") in /metrics @text, or -1 when absent. */
+long long loupe_live_sample(const char *text, const char *series);
+
+/* Whether the pcap file @path holds an untagged IPv4 TCP packet from port @sport (tcpdump -U
+ * writes whole packets). */
+bool loupe_live_capture_has(const char *path, uint16_t sport);
 /* Waits up to @timeout_s for child @pid and reaps it: its wait status, -1 (still running). */
 int loupe_live_proc_wait(pid_t pid, double timeout_s);
 /* Signals @pid, waits for it, SIGKILL after @timeout_s; its wait status. */
